@@ -1,0 +1,49 @@
+"""Command-line interface: ``qcfs-lava <command> ...``.
+
+Each sub-command lives in its own module of this package and exposes ``register(subparsers)``
+(adds its parser, with ``func`` set as default) ; this module only wires them together.
+Imports are lazy so that ``qcfs-lava --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from qcfs_lava import __version__
+
+# command name -> module of qcfs_lava.cli that registers it
+COMMANDS = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qcfs-lava",
+        description="QCFS networks from PyTorch to Lava: train, convert to an integer spiking "
+        "network, export lava-dl NetX, emulate, simulate in Lava, report.",
+    )
+    parser.add_argument("--version", action="version", version=f"qcfs-lava {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in dict.fromkeys(COMMANDS.values()):
+        importlib.import_module(f"qcfs_lava.cli.{module}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    from qcfs_lava.errors import QcfsLavaError
+
+    try:
+        return int(args.func(args) or 0)
+    except QcfsLavaError as exc:
+        print(f"qcfs-lava {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

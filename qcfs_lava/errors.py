@@ -1,0 +1,39 @@
+"""Typed exceptions. Every message says what was wrong, where, and what to do."""
+
+from __future__ import annotations
+
+
+class QcfsLavaError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class UnsupportedLayerError(QcfsLavaError):
+    """A model contains modules the converter cannot turn into spiking layers."""
+
+
+class QuantizationError(QcfsLavaError):
+    """A value cannot be represented within the Loihi integer ranges."""
+
+
+class NetworkValidationError(QcfsLavaError):
+    """An integer network is inconsistent (shapes do not chain, values out of range)."""
+
+
+class NetxFormatError(QcfsLavaError):
+    """A NetX file is missing, corrupt, foreign or of an unsupported version."""
+
+
+class CheckpointError(QcfsLavaError):
+    """A checkpoint is missing, corrupt, or lacks what a later stage needs."""
+
+
+class DatasetError(QcfsLavaError):
+    """A dataset cannot be found or read."""
+
+
+class LavaUnavailableError(QcfsLavaError):
+    """lava-nc / lava-dl are not installed or cannot be made importable."""
+
+
+class SimulationMismatchError(QcfsLavaError):
+    """The Lava simulation and the emulator disagree (they must be identical)."""

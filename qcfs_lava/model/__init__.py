@@ -1,0 +1,1 @@
+"""Torch side: the QCFS activation, the model registry, reference-checkpoint import."""

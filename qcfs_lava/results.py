@@ -1,0 +1,140 @@
+"""The result type shared by the emulator and the Lava runner.
+
+Both return a :class:`SpikeRunResult`, so "the Lava run equals the emulator" is
+``array_equal`` on its fields (:func:`compare_results`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class SpikeRunResult:
+    """What an integer-SNN run produced for ``N`` samples at ``steps`` time steps.
+
+    Attributes:
+        steps: time steps ``T`` per sample.
+        layer_names: names of all layers (hidden layers first, the output last).
+        potentials: ``(N, num_classes)`` int64, the output layer's accumulated potential
+            ``v(T) - v(0)`` in state units.
+        predictions: ``(N,)`` int64, argmax of ``potentials`` (lowest index wins ties).
+        spike_counts: ``(N, num_hidden)`` int64, spikes per sample and hidden layer.
+        neuron_counts: per hidden layer ``(N, *shape)`` int32 spike count of each neuron
+            over the ``T`` steps, when requested (needed for exact SynOps); else ``None``.
+        spikes: per hidden layer ``(N, T, *shape)`` bool spike trains, when requested.
+        saturations: ``(N, num_layers)`` int64, how many membrane updates hit the 24-bit
+            limits (saturated instead of wrapping); ``None`` where the backend cannot tell.
+        labels: ``(N,)`` ground truth, when known.
+        backend: ``"emulator"`` or ``"lava"``.
+    """
+
+    steps: int
+    layer_names: tuple[str, ...]
+    potentials: np.ndarray
+    predictions: np.ndarray
+    spike_counts: np.ndarray
+    neuron_counts: tuple[np.ndarray, ...] | None = None
+    spikes: tuple[np.ndarray, ...] | None = None
+    saturations: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    backend: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.predictions.shape[0])
+
+    @property
+    def accuracy(self) -> float | None:
+        """Fraction of correct predictions, or ``None`` without labels."""
+        if self.labels is None or self.num_samples == 0:
+            return None
+        return float(np.mean(self.predictions == self.labels))
+
+    def to_dict(self, per_sample: bool = True) -> dict:
+        """JSON-serializable summary (per-sample predictions included on request)."""
+        out = {
+            "backend": self.backend,
+            "steps": self.steps,
+            "samples": self.num_samples,
+            "accuracy": self.accuracy,
+            "layers": list(self.layer_names),
+            "spikes_per_sample": {
+                name: float(self.spike_counts[:, i].mean()) if self.num_samples else 0.0
+                for i, name in enumerate(self.layer_names[:-1])
+            },
+        }
+        if self.saturations is not None:
+            out["saturations"] = {
+                name: int(self.saturations[:, i].sum()) for i, name in enumerate(self.layer_names)
+            }
+        if per_sample:
+            out["predictions"] = self.predictions.tolist()
+            if self.labels is not None:
+                out["labels"] = self.labels.tolist()
+        return out
+
+
+def argmax_first(potentials: np.ndarray) -> np.ndarray:
+    """Argmax over the last axis; ties go to the lowest index (numpy's rule)."""
+    return np.argmax(potentials, axis=-1).astype(np.int64)
+
+
+@dataclass
+class Mismatch:
+    """The first difference between two runs."""
+
+    field: str
+    layer: str | None = None
+    sample: int | None = None
+    step: int | None = None
+    detail: str = ""
+
+    def __str__(self) -> str:
+        where = ", ".join(
+            f"{k} {v}" for k, v in (("layer", self.layer), ("sample", self.sample),
+                                    ("step", self.step)) if v is not None
+        )
+        return f"{self.field} differ ({where}){': ' + self.detail if self.detail else ''}"
+
+
+def compare_results(a: SpikeRunResult, b: SpikeRunResult) -> list[Mismatch]:
+    """All field-level differences between two runs (empty list: identical).
+
+    Spike trains, when both runs recorded them, are compared step by step and the first
+    differing (sample, step) of each layer is reported.
+    """
+    out: list[Mismatch] = []
+    if a.steps != b.steps or a.num_samples != b.num_samples:
+        return [Mismatch("shape", detail=f"steps {a.steps}/{b.steps}, "
+                         f"samples {a.num_samples}/{b.num_samples}")]
+    hidden = a.layer_names[:-1]
+    if a.spikes is not None and b.spikes is not None:
+        for name, sa, sb in zip(hidden, a.spikes, b.spikes, strict=True):
+            diff = np.argwhere(sa != sb)
+            if len(diff):
+                n, t = int(diff[0][0]), int(diff[0][1])
+                out.append(Mismatch("spikes", name, n, t,
+                                    f"{len(diff)} differing spike entries"))
+    if a.neuron_counts is not None and b.neuron_counts is not None:
+        for name, ca, cb in zip(hidden, a.neuron_counts, b.neuron_counts, strict=True):
+            if not np.array_equal(ca, cb):
+                n = int(np.argwhere((ca != cb).reshape(len(ca), -1).any(1))[0][0])
+                out.append(Mismatch("neuron spike counts", name, n))
+    for i, name in enumerate(hidden):
+        bad = np.flatnonzero(a.spike_counts[:, i] != b.spike_counts[:, i])
+        if len(bad):
+            out.append(Mismatch("spike counts", name, int(bad[0]),
+                                detail=f"{a.spike_counts[bad[0], i]} vs "
+                                f"{b.spike_counts[bad[0], i]}"))
+    bad = np.flatnonzero((a.potentials != b.potentials).any(axis=1))
+    if len(bad):
+        out.append(Mismatch("output potentials", a.layer_names[-1], int(bad[0])))
+    bad = np.flatnonzero(a.predictions != b.predictions)
+    if len(bad):
+        out.append(Mismatch("predictions", sample=int(bad[0]),
+                            detail=f"{len(bad)} samples differ"))
+    return out
