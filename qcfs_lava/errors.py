@@ -37,3 +37,7 @@ class LavaUnavailableError(QcfsLavaError):
 
 class SimulationMismatchError(QcfsLavaError):
     """The Lava simulation and the emulator disagree (they must be identical)."""
+
+
+class AnalysisError(QcfsLavaError):
+    """A run result or model lacks what an analysis (counts, energy, report) needs."""
