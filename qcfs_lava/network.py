@@ -333,7 +333,8 @@ class IntegerNetwork:
         """
         depth: list[int] = []
         for layer in self.layers:
-            depth.append(1 + max(0 if s.source == INPUT else depth[s.source] for s in layer.synapses))
+            sources = (0 if s.source == INPUT else depth[s.source] for s in layer.synapses)
+            depth.append(1 + max(sources))
         return tuple(depth)
 
     @property

@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+from netgen import random_network, reference_run
+
+from qcfs_lava.emulator import emulate
+from qcfs_lava.errors import NetworkValidationError
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("conv,residual", [(False, False), (True, False), (False, True),
+                                           (True, True)])
+def test_emulator_matches_reference_loop(seed, conv, residual):
+    rng = np.random.default_rng(seed)
+    net = random_network(rng, conv=conv, residual=residual, extreme=seed % 2 == 1)
+    x = rng.integers(0, 256, size=(5, *net.input_shape), dtype=np.uint8)
+    steps = 6
+    pots, trains = reference_run(net, x, steps)
+    res = emulate(net, x, steps, record="spikes", batch_size=2)
+    np.testing.assert_array_equal(res.potentials, pots)
+    for got, want in zip(res.spikes, trains, strict=True):
+        np.testing.assert_array_equal(got, want)
+    for li, want in enumerate(trains):
+        np.testing.assert_array_equal(res.spike_counts[:, li], want.reshape(5, -1).sum(1))
+        np.testing.assert_array_equal(res.neuron_counts[li], want.sum(1))
+    np.testing.assert_array_equal(res.predictions, np.argmax(pots, axis=1))
+
+
+def test_extreme_networks_saturate_and_still_match():
+    """Some seeds must really drive membranes into the 24-bit limits."""
+    total = 0
+    for seed in range(1, 12, 2):
+        rng = np.random.default_rng(seed)
+        net = random_network(rng, conv=True, residual=True, extreme=True)
+        x = rng.integers(0, 256, size=(3, *net.input_shape), dtype=np.uint8)
+        res = emulate(net, x, 4)
+        pots, _ = reference_run(net, x, 4)
+        np.testing.assert_array_equal(res.potentials, pots)
+        total += int(res.saturations.sum())
+    assert total > 0
+
+
+def test_rejects_wrong_input_shape_and_values():
+    net = random_network(np.random.default_rng(0), conv=False)
+    with pytest.raises(NetworkValidationError, match="sample shape"):
+        emulate(net, np.zeros((2, 5), np.uint8), 2)
+    with pytest.raises(NetworkValidationError, match="8-bit"):
+        emulate(net, np.full((2, 12), 300), 2)
+    with pytest.raises(NetworkValidationError, match="steps"):
+        emulate(net, np.zeros((2, 12), np.uint8), 0)
