@@ -35,6 +35,10 @@ class LavaUnavailableError(QcfsLavaError):
     """lava-nc / lava-dl are not installed or cannot be made importable."""
 
 
+class LavaSimulationError(QcfsLavaError):
+    """A Lava process model raised during a simulation (the traceback is in the message)."""
+
+
 class SimulationMismatchError(QcfsLavaError):
     """The Lava simulation and the emulator disagree (they must be identical)."""
 
