@@ -14,7 +14,9 @@ import sys
 from qcfs_lava import __version__
 
 # command name -> module of qcfs_lava.cli that registers it
-COMMANDS = {}
+COMMANDS = {
+    "inspect": "netx_cmds",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

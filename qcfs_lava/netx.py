@@ -1,0 +1,557 @@
+"""lava-dl NetX HDF5 export and import of the integer network.
+
+This is the only module that knows NetX key names and axis order. The layout follows what
+lava-dl 0.6.0's reader (``lava/lib/dl/netx/hdf5.py``, ``utils.py``, ``blocks/process.py``)
+reads; ``docs/netx-format.md`` describes it in full. In short::
+
+    layer/0                  type "input", shape (torch order: C, H, W or N)
+    layer/k                  type "dense" | "conv" | "flatten" | "concat"
+                             shape        (torch order; the reader reverses it to W, H, C)
+                             weight       dense (out, in); conv (C_out, C_in/groups, kH, kW)
+                             stride, padding, dilation (H, W), groups     (conv only)
+                             bias         our bias_mant: (C,) or the full shape in W, H, C
+                             neuron/      type "QCFS_IF", vThMant, vInit, weightExp, biasExp,
+                                          reset "subtract", fire "ge", spiking
+    qcfs/                    extension lava-dl ignores: format_version, checksum
+    qcfs/metadata            levels, phi, package_version, metadata (JSON)
+    qcfs/layers/i            name, netx_index, native; synapses/j/ for merge layers
+
+A layer whose single synapse comes from the layer just before it is written the way lava-dl
+writes it ("native"). A layer with several synapses (a residual add) or with a synapse from
+an earlier layer is written with type ``"concat"``, for which lava-dl 0.6.0's ``Network``
+raises ``NotImplementedError``: it fails loudly instead of running a wrong, purely sequential
+network. Its real synapses live in ``qcfs/layers/i/synapses``.
+
+Every integer the reader returns is covered by a sha256 checksum (:func:`netx_checksum`) that
+:func:`read_netx` verifies, so byte-level corruption is reported, never silently run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qcfs_lava import __version__
+from qcfs_lava import hardware as hw
+from qcfs_lava.errors import NetworkValidationError, NetxFormatError
+from qcfs_lava.network import (
+    FORMAT_VERSION,
+    INPUT,
+    IntegerNetwork,
+    NeuronLayer,
+    Synapse,
+    format_table,
+)
+
+__all__ = [
+    "EXTENSION",
+    "NEURON_TYPE",
+    "MERGE_TYPE",
+    "write_netx",
+    "read_netx",
+    "describe_netx",
+    "netx_checksum",
+    "netx_layer_types",
+    "is_lava_dl_sequential",
+]
+
+# NetX vocabulary (lava/lib/dl/netx/hdf5.py: Network._create).
+LAYER = "layer"
+TYPE_INPUT = "input"
+TYPE_DENSE = "dense"
+TYPE_CONV = "conv"
+TYPE_FLATTEN = "flatten"
+# lava-dl 0.6.0 raises NotImplementedError for "concat": a multi-input node it cannot build.
+MERGE_TYPE = "concat"
+
+# Our neuron, described in each layer's ``neuron`` group.
+NEURON_TYPE = "QCFS_IF"
+RESET_MODE = "subtract"
+FIRE_MODE = "ge"
+
+# Our extension group, ignored by lava-dl's reader.
+EXTENSION = "qcfs"
+WRITER = "qcfs-lava"
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def _is_native(net: IntegerNetwork, index: int) -> bool:
+    """True when lava-dl's sequential reader wires layer ``index`` correctly."""
+    syns = net.layers[index].synapses
+    return len(syns) == 1 and syns[0].source == (INPUT if index == 0 else index - 1)
+
+
+def netx_layer_types(net: IntegerNetwork) -> list[tuple[str, int | None]]:
+    """The NetX ``layer/k`` groups :func:`write_netx` writes for ``net``, in order.
+
+    Returns:
+        One ``(type, neuron_layer_index)`` pair per NetX group; the index is ``None`` for
+        the ``input`` and ``flatten`` groups.
+    """
+    out: list[tuple[str, int | None]] = [(TYPE_INPUT, None)]
+    for i, layer in enumerate(net.layers):
+        main = layer.synapses[0]
+        if not _is_native(net, i):
+            out.append((MERGE_TYPE, i))
+            continue
+        if main.kind == "dense" and len(net.source_shape(main.source)) == 3:
+            out.append((TYPE_FLATTEN, None))
+        out.append((TYPE_DENSE if main.kind == "dense" else TYPE_CONV, i))
+    return out
+
+
+def is_lava_dl_sequential(net: IntegerNetwork) -> bool:
+    """True when every layer is native, i.e. lava-dl's own reader can wire the whole file."""
+    return all(_is_native(net, i) for i in range(len(net.layers)))
+
+
+# --------------------------------------------------------------------------- checksum
+
+
+def _header(net: IntegerNetwork) -> dict[str, Any]:
+    return {
+        "input_shape": list(net.input_shape),
+        "levels": int(net.levels),
+        "phi": float(net.phi),
+        "format_version": int(net.format_version),
+        "metadata": dict(net.metadata),
+        "layers": [
+            {
+                "name": layer.name,
+                "shape": list(layer.shape),
+                "weight_exp": layer.weight_exp,
+                "vth_mant": layer.vth_mant,
+                "v_init": layer.v_init,
+                "bias_shape": list(layer.bias_mant.shape),
+                "synapses": [
+                    {
+                        "source": s.source,
+                        "kind": s.kind,
+                        "weight_shape": list(s.weight.shape),
+                        "stride": list(s.stride),
+                        "padding": list(s.padding),
+                        "dilation": list(s.dilation),
+                        "groups": s.groups,
+                    }
+                    for s in layer.synapses
+                ],
+            }
+            for layer in net.layers
+        ],
+    }
+
+
+def netx_checksum(net: IntegerNetwork) -> str:
+    """sha256 (hex) of everything that defines ``net``.
+
+    The canonical bytes are the JSON of the structure and metadata (sorted keys) followed by
+    every bias and weight array as little-endian int64, layer by layer, in synapse order.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps(_header(net), sort_keys=True, allow_nan=False).encode("utf-8"))
+    for layer in net.layers:
+        h.update(np.ascontiguousarray(layer.bias_mant, dtype="<i8").tobytes())
+        for syn in layer.synapses:
+            h.update(np.ascontiguousarray(syn.weight, dtype="<i8").tobytes())
+    return h.hexdigest()
+
+
+def _metadata_json(net: IntegerNetwork) -> str:
+    try:
+        text = json.dumps(dict(net.metadata), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise NetxFormatError(
+            f"network metadata cannot be stored as JSON ({exc}); keep it to str keys and "
+            "str / int / float / bool / None / list / dict values"
+        ) from exc
+    if json.loads(text) != dict(net.metadata):
+        bad = [k for k, v in net.metadata.items() if json.loads(json.dumps(v)) != v]
+        raise NetxFormatError(
+            f"network metadata {bad or list(net.metadata)} would not read back unchanged "
+            "from JSON (tuples become lists, int keys become str); store lists and str keys"
+        )
+    return text
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _str_dataset(group, key: str, value: str, vector: bool = False) -> None:
+    """A fixed-length ASCII string, as slayer writes it (``vector``: shape ``(1,)``)."""
+    data = np.bytes_(value.encode("ascii"))
+    if vector:
+        group.create_dataset(key, (1,), f"S{max(len(value), 1)}", [data])
+    else:
+        group.create_dataset(key, data=data)
+
+
+def _write_neuron(group, layer: NeuronLayer) -> None:
+    g = group.create_group("neuron")
+    _str_dataset(g, "type", NEURON_TYPE)
+    if layer.spiking:
+        g.create_dataset("vThMant", data=np.int64(layer.vth_mant))
+    g.create_dataset("vInit", data=np.int64(layer.v_init))
+    g.create_dataset("weightExp", data=np.int64(layer.weight_exp))
+    g.create_dataset("biasExp", data=np.int64(hw.BIAS_EXP))
+    _str_dataset(g, "reset", RESET_MODE)
+    _str_dataset(g, "fire", FIRE_MODE)
+    g.create_dataset("spiking", data=np.int8(layer.spiking))
+
+
+def _write_bias(group, layer: NeuronLayer) -> None:
+    b = layer.bias_mant
+    if b.ndim == 3:  # full-shape conv bias: lava-dl compares it with the W, H, C block shape
+        b = b.transpose(2, 1, 0)
+    group.create_dataset("bias", data=b.astype(np.int32))
+
+
+def _write_geometry(group, syn: Synapse) -> None:
+    group.create_dataset("stride", data=np.array(syn.stride, dtype=np.int64))
+    group.create_dataset("padding", data=np.array(syn.padding, dtype=np.int64))
+    group.create_dataset("dilation", data=np.array(syn.dilation, dtype=np.int64))
+    group.create_dataset("groups", data=np.int64(syn.groups))
+
+
+def _write_weight(group, syn: Synapse) -> None:
+    group.create_dataset("weight", data=syn.weight.astype(np.int16))
+
+
+def _write_file(f, net: IntegerNetwork) -> None:
+    layers = f.create_group(LAYER)
+    ext = f.create_group(EXTENSION)
+    ext.attrs["writer"] = WRITER
+    ext.attrs["format_version"] = np.int64(net.format_version)
+    meta = ext.create_group("metadata")
+    meta.attrs["levels"] = np.int64(net.levels)
+    meta.attrs["phi"] = np.float64(net.phi)
+    meta.attrs["package_version"] = __version__
+    meta.attrs["metadata"] = _metadata_json(net)
+    ext_layers = ext.create_group("layers")
+
+    for k, (kind, index) in enumerate(netx_layer_types(net)):
+        g = layers.create_group(str(k))
+        _str_dataset(g, "type", kind, vector=True)
+        if kind == TYPE_INPUT:
+            g.create_dataset("shape", data=np.array(net.input_shape, dtype=np.int64))
+            continue
+        if kind == TYPE_FLATTEN:
+            nxt = net.layers[netx_layer_types(net)[k + 1][1]]
+            n_in = int(np.prod(net.source_shape(nxt.synapses[0].source)))
+            g.create_dataset("shape", data=np.array([n_in], dtype=np.int64))
+            continue
+        layer = net.layers[index]
+        g.create_dataset("shape", data=np.array(layer.shape, dtype=np.int64))
+        e = ext_layers.create_group(str(index))
+        e.attrs["name"] = layer.name
+        e.attrs["netx_index"] = np.int64(k)
+        e.attrs["native"] = kind != MERGE_TYPE
+        if kind == MERGE_TYPE:
+            for j, syn in enumerate(layer.synapses):
+                s = e.create_group(f"synapses/{j}")
+                s.attrs["source"] = np.int64(syn.source)
+                s.attrs["kind"] = syn.kind
+                _write_weight(s, syn)
+                _write_geometry(s, syn)
+        else:
+            syn = layer.synapses[0]
+            _write_weight(g, syn)
+            if syn.kind == "conv":
+                _write_geometry(g, syn)
+        _write_bias(g, layer)
+        _write_neuron(g, layer)
+
+    ext.attrs["checksum"] = netx_checksum(net)
+
+
+def write_netx(net: IntegerNetwork, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Write ``net`` as a lava-dl NetX HDF5 file, atomically.
+
+    The file is first written to a temporary file in the same folder and then moved into
+    place with ``os.replace``: an interrupted export leaves no file and an existing file
+    untouched.
+
+    Args:
+        net: the integer network.
+        path: the ``.net`` file to write (its folder must exist).
+        overwrite: replace an existing file; if False an existing file raises.
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        NetxFormatError: the metadata cannot be stored (not JSON), or the folder is missing.
+    """
+    import h5py
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
+    if not path.parent.is_dir():
+        raise NetxFormatError(f"cannot write {path}: folder {path.parent} does not exist")
+    _metadata_json(net)  # fail before creating anything
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write_file(f, net)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Reader:
+    """Reads one open file; every problem is a NetxFormatError naming the file."""
+
+    def __init__(self, f, path: Path) -> None:
+        self.f = f
+        self.path = path
+
+    def fail(self, problem: str, fix: str = "export the network again with qcfs-lava") -> None:
+        raise NetxFormatError(f"{self.path}: {problem}; {fix}")
+
+    def get(self, group, key: str):
+        if key not in group:
+            self.fail(f"missing '{group.name.rstrip('/')}/{key}' (incomplete or damaged file)")
+        return group[key]
+
+    def attr(self, group, key: str):
+        if key not in group.attrs:
+            self.fail(f"missing attribute '{key}' of '{group.name}' (incomplete or damaged file)")
+        return group.attrs[key]
+
+    def value(self, group, key: str):
+        return self.get(group, key)[()]
+
+    def text(self, group, key: str) -> str:
+        v = self.value(group, key)
+        if isinstance(v, np.ndarray):
+            if v.size != 1:
+                self.fail(f"'{group.name}/{key}' should be one string, has shape {v.shape}")
+            v = v.reshape(-1)[0]
+        return v.decode("ascii") if isinstance(v, bytes) else str(v)
+
+    def ints(self, group, key: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in np.atleast_1d(self.value(group, key)))
+
+    def int(self, group, key: str) -> int:
+        v = np.asarray(self.value(group, key))
+        if v.size != 1:
+            self.fail(f"'{group.name}/{key}' should be one integer, has shape {v.shape}")
+        return int(v.reshape(-1)[0])
+
+    def synapse(self, group, source: int, kind: str) -> Synapse:
+        weight = np.asarray(self.value(group, "weight"))
+        if kind == "dense":
+            return Synapse(source=source, kind=kind, weight=weight)
+        return Synapse(
+            source=source,
+            kind=kind,
+            weight=weight,
+            stride=self.ints(group, "stride"),
+            padding=self.ints(group, "padding"),
+            dilation=self.ints(group, "dilation"),
+            groups=self.int(group, "groups"),
+        )
+
+    def header(self) -> tuple[int, dict[str, Any]]:
+        f = self.f
+        if EXTENSION not in f:
+            if LAYER in f:
+                self.fail(
+                    f"a NetX file without qcfs-lava's extension group '{EXTENSION}/' (e.g. "
+                    "one exported by lava-dl's slayer); qcfs-lava reads only the files it "
+                    "writes",
+                    "load it with lava.lib.dl.netx.hdf5.Network, or export the checkpoint "
+                    "with `qcfs-lava export`",
+                )
+            self.fail(
+                "an HDF5 file that is not a NetX network (no 'layer' group)",
+                "pass a .net file written by `qcfs-lava export`",
+            )
+        ext = f[EXTENSION]
+        version = int(self.attr(ext, "format_version"))
+        if version > FORMAT_VERSION:
+            self.fail(
+                f"written in NetX extension format {version}, newer than this qcfs-lava "
+                f"({__version__}) reads (up to {FORMAT_VERSION})",
+                "upgrade qcfs-lava",
+            )
+        if version < 1:
+            self.fail(f"invalid format_version {version}")
+        meta = self.get(ext, "metadata")
+        try:
+            metadata = json.loads(str(self.attr(meta, "metadata")))
+        except json.JSONDecodeError as exc:
+            self.fail(f"metadata is not valid JSON ({exc})")
+        return version, {
+            "levels": int(self.attr(meta, "levels")),
+            "phi": float(self.attr(meta, "phi")),
+            "package_version": str(self.attr(meta, "package_version")),
+            "metadata": metadata,
+            "checksum": str(self.attr(ext, "checksum")),
+        }
+
+    def neuron(self, group, where: str) -> dict[str, Any]:
+        n = self.get(group, "neuron")
+        kind = self.text(n, "type")
+        if kind != NEURON_TYPE:
+            self.fail(
+                f"{where} has a '{kind}' neuron, not qcfs-lava's '{NEURON_TYPE}'",
+                "this file was not written by qcfs-lava; export the network again",
+            )
+        if self.int(n, "biasExp") != hw.BIAS_EXP:
+            self.fail(f"{where}: biasExp {self.int(n, 'biasExp')} is not {hw.BIAS_EXP}")
+        for key, want in (("reset", RESET_MODE), ("fire", FIRE_MODE)):
+            if self.text(n, key) != want:
+                self.fail(f"{where}: neuron {key} '{self.text(n, key)}' is not '{want}'")
+        spiking = bool(self.int(n, "spiking"))
+        return {
+            "weight_exp": self.int(n, "weightExp"),
+            "v_init": self.int(n, "vInit"),
+            "vth_mant": self.int(n, "vThMant") if spiking else None,
+        }
+
+    def network(self) -> tuple[IntegerNetwork, str]:
+        version, head = self.header()
+        netx = self.get(self.f, LAYER)
+        ext_layers = self.get(self.f[EXTENSION], "layers")
+        first = self.get(netx, "0")
+        if self.text(first, "type") != TYPE_INPUT:
+            self.fail("'layer/0' is not the input layer")
+        input_shape = self.ints(first, "shape")
+        n_layers = len(ext_layers)
+        layers = []
+        for i in range(n_layers):
+            e = self.get(ext_layers, str(i))
+            name = str(self.attr(e, "name"))
+            k = int(self.attr(e, "netx_index"))
+            g = self.get(netx, str(k))
+            where = f"layer {i} ({name!r}, 'layer/{k}')"
+            kind = self.text(g, "type")
+            if bool(self.attr(e, "native")):
+                if kind not in (TYPE_DENSE, TYPE_CONV):
+                    self.fail(f"{where} has NetX type '{kind}', expected dense or conv")
+                synapses = [self.synapse(g, INPUT if i == 0 else i - 1, kind)]
+            else:
+                if kind != MERGE_TYPE:
+                    self.fail(f"{where} has NetX type '{kind}', expected '{MERGE_TYPE}'")
+                syn_group = self.get(e, "synapses")
+                synapses = []
+                for j in range(len(syn_group)):
+                    s = self.get(syn_group, str(j))
+                    synapses.append(
+                        self.synapse(s, int(self.attr(s, "source")), str(self.attr(s, "kind")))
+                    )
+            bias = np.asarray(self.value(g, "bias"))
+            if bias.ndim == 3:
+                bias = bias.transpose(2, 1, 0)
+            layers.append(
+                NeuronLayer(
+                    name=name,
+                    shape=self.ints(g, "shape"),
+                    synapses=tuple(synapses),
+                    bias_mant=bias,
+                    **self.neuron(g, where),
+                )
+            )
+        net = IntegerNetwork(
+            input_shape=input_shape,
+            layers=tuple(layers),
+            levels=head["levels"],
+            phi=head["phi"],
+            metadata=head["metadata"],
+            format_version=version,
+        )
+        return net, head["checksum"]
+
+
+def read_netx(path: str | os.PathLike) -> IntegerNetwork:
+    """Read a NetX file written by :func:`write_netx`.
+
+    Args:
+        path: the ``.net`` file.
+
+    Returns:
+        The integer network, equal (``.equals``) to the one written.
+
+    Raises:
+        NetxFormatError: the file is missing, not HDF5, truncated or damaged (its checksum
+            does not match), lacks a key, is of a newer format, or is a NetX file that
+            qcfs-lava did not write. The message names the file, the problem and the fix.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise NetxFormatError(f"{path}: no such file; check the path or run `qcfs-lava export`")
+    if not h5py.is_hdf5(path):
+        raise NetxFormatError(
+            f"{path}: not an HDF5 file; pass a .net file written by `qcfs-lava export`"
+        )
+    try:
+        with h5py.File(path, "r") as f:
+            net, stored = _Reader(f, path).network()
+    except NetxFormatError:
+        raise
+    except NetworkValidationError as exc:
+        raise NetxFormatError(
+            f"{path}: describes an invalid network ({exc}); the file is damaged, export the "
+            "network again"
+        ) from exc
+    except (OSError, KeyError, ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        raise NetxFormatError(
+            f"{path}: cannot be read ({type(exc).__name__}: {exc}); the file is truncated or "
+            "damaged, export the network again"
+        ) from exc
+    actual = netx_checksum(net)
+    if actual != stored:
+        raise NetxFormatError(
+            f"{path}: checksum mismatch (stored {stored[:16]}..., contents {actual[:16]}...); "
+            "the file was modified or damaged, export the network again"
+        )
+    return net
+
+
+def describe_netx(path: str | os.PathLike) -> str:
+    """A readable description of a NetX file: header, layer table and metadata."""
+    import h5py
+
+    net = read_netx(path)
+    with h5py.File(path, "r") as f:
+        package_version = str(f[EXTENSION]["metadata"].attrs["package_version"])
+    types = [t for t, _ in netx_layer_types(net)]
+    lines = [
+        f"NetX file        {Path(path)}",
+        f"format version   {net.format_version} (written by qcfs-lava {package_version})",
+        f"checksum         {netx_checksum(net)} (verified)",
+        f"input shape      {'x'.join(str(s) for s in net.input_shape)} (uint8, graded)",
+        f"levels, phi      {net.levels}, {net.phi}",
+        f"NetX layers      {', '.join(types)}",
+        "lava-dl reader   "
+        + (
+            "sequential: lava.lib.dl.netx.hdf5 wires every layer (neuron: QCFS_IF)"
+            if is_lava_dl_sequential(net)
+            else f"has '{MERGE_TYPE}' (merge) layers: build it with qcfs_lava.lava_sim"
+        ),
+        "",
+        format_table(net),
+    ]
+    if net.metadata:
+        lines += ["", "metadata:"]
+        for key in sorted(net.metadata):
+            lines.append(f"  {key:<18} {json.dumps(net.metadata[key])}")
+    return "\n".join(lines)
