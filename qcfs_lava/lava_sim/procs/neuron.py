@@ -1,0 +1,209 @@
+"""The QCFS integrate-and-fire neuron as a Lava process, with a bit-accurate CPU model.
+
+Per time step, all integers (SPEC section 3, :mod:`qcfs_lava.network`)::
+
+    acc(t) = a_in(t)                                # Lava sums every connection into a_in
+    a(t)   = acc(t) << e   (e >= 0)   or   acc(t) >> -e   (e < 0, arithmetic: floor)
+    v(t)   = clamp(v(t-1) + a(t) + bias, -2**23, 2**23 - 1)
+    s(t)   = [v(t) >= v_th];   v(t) -= s(t) * v_th          # spiking layers only
+    v      = v_init at the start of every sample window
+
+``bias = bias_mant << 6`` and ``v_th = vth_mant << 6`` are passed in state units. Sample ``k``,
+logical step ``t`` runs at Lava time step ``offset + k * steps + t``; outside the ``N`` windows
+the neuron is idle (sends zeros, keeps no state). Lava's LIF differs on purpose: it fires on
+``>``, resets to 0 and has no per-sample reset.
+
+Records, per sample (read back packed, see :mod:`.packing`): the number of membrane updates
+that saturated; for spiking layers the spike total, per-neuron spike counts
+(``record="counts"``) or the full spike train (``record="spikes"``); for the output layer
+the accumulated potential ``v(T) - v_init``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from qcfs_lava.lava_sim.procs import packing
+
+STATE_MIN = -(1 << 23)
+STATE_MAX = (1 << 23) - 1
+RECORD_MODES = ("total", "counts", "spikes")
+
+
+def record_layout(record: str, steps: int, num_neurons: int) -> tuple[int, int]:
+    """``(bits per value, words per sample)`` of a spiking layer's packed record."""
+    if record == "spikes":
+        return 1, packing.num_words(steps * num_neurons, 1)
+    if record == "counts":
+        bits = max(1, int(steps).bit_length())
+        return bits, packing.num_words(num_neurons, bits)
+    return 0, 1
+
+
+class _QcfsBase(AbstractProcess):
+    def __init__(self, *, shape, weight_exp, bias, v_init, steps, offset, num_samples,
+                 name=None, **params) -> None:
+        shape = tuple(int(s) for s in shape)
+        bias = np.broadcast_to(np.asarray(bias, dtype=np.int64), shape).astype(np.int32)
+        super().__init__(shape=shape, weight_exp=int(weight_exp), steps=int(steps),
+                         offset=int(offset), num_samples=int(num_samples), name=name,
+                         **params)
+        self.a_in = InPort(shape=shape)
+        self.v = Var(shape=shape, init=int(v_init))
+        self.v_init = Var(shape=(1,), init=int(v_init))
+        self.bias = Var(shape=shape, init=bias)
+        self.saturations = Var(shape=(int(num_samples),), init=0)
+
+
+class QcfsNeuron(_QcfsBase):
+    """A layer of spiking QCFS integrate-and-fire neurons (binary spikes, soft reset).
+
+    Args:
+        shape: neuron shape in Lava's layout (``(X, Y, C)`` or ``(N,)``).
+        vth: threshold in state units (``vth_mant << 6``).
+        v_init: potential at the start of every sample, state units.
+        weight_exp: exponent ``e`` applied to the summed input.
+        bias: bias in state units (``bias_mant << 6``), broadcastable to ``shape``.
+        steps: time steps ``T`` per sample (the reset interval).
+        offset: Lava time step of sample 0's first logical step.
+        num_samples: samples ``N`` streamed in this run.
+        record: ``"total"`` (spikes per sample), ``"counts"`` (per neuron) or ``"spikes"``.
+    """
+
+    def __init__(self, *, shape, vth, v_init, weight_exp, bias, steps, offset, num_samples,
+                 record="total", name=None) -> None:
+        if record not in RECORD_MODES:
+            raise ValueError(f"record must be one of {RECORD_MODES}, got {record!r}")
+        num = int(np.prod(shape))
+        bits, words = record_layout(record, steps, num)
+        super().__init__(shape=shape, weight_exp=weight_exp, bias=bias, v_init=v_init,
+                         steps=steps, offset=offset, num_samples=num_samples, name=name,
+                         vth=int(vth), record=record, record_bits=bits)
+        self.s_out = OutPort(shape=self.proc_params["shape"])
+        self.vth = Var(shape=(1,), init=int(vth))
+        self.spike_total = Var(shape=(int(num_samples),), init=0)
+        self.record_words = Var(shape=(int(num_samples), words), init=0)
+
+
+class QcfsOutput(_QcfsBase):
+    """The non-spiking output layer: integrates, and records ``v(T) - v_init`` per sample.
+
+    Args: as :class:`QcfsNeuron`, without ``vth`` and ``record``.
+    """
+
+    def __init__(self, *, shape, v_init, weight_exp, bias, steps, offset, num_samples,
+                 name=None) -> None:
+        super().__init__(shape=shape, weight_exp=weight_exp, bias=bias, v_init=v_init,
+                         steps=steps, offset=offset, num_samples=num_samples, name=name)
+        self.potentials = Var(shape=(int(num_samples),) + self.proc_params["shape"], init=0)
+
+
+class _PyQcfsModelBase(PyLoihiProcessModel):
+    """Shared integration step of the QCFS neuron models."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    v_init: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    saturations: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+
+    def _window(self) -> tuple[int, int] | None:
+        """``(sample, logical step)`` of this time step, or None when idle."""
+        p = self.proc_params
+        rel = self.time_step - p["offset"]
+        if rel < 0 or rel >= p["num_samples"] * p["steps"]:
+            return None
+        return divmod(rel, p["steps"])
+
+    def _integrate(self, acc: np.ndarray, k: int, t: int) -> np.ndarray:
+        """Reset at window start, add the shifted input and the bias, saturate."""
+        if t == 0:
+            self.v[...] = self.v_init[0]
+        acc = acc.astype(np.int64)
+        e = self.proc_params["weight_exp"]
+        a = np.left_shift(acc, e) if e >= 0 else np.right_shift(acc, -e)
+        v = self.v.astype(np.int64) + a + self.bias
+        over = (v > STATE_MAX) | (v < STATE_MIN)
+        if over.any():
+            self.saturations[k] += int(over.sum())
+            v = np.clip(v, STATE_MIN, STATE_MAX)
+        return v
+
+
+@implements(proc=QcfsNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyQcfsNeuronModelFixed(_PyQcfsModelBase):
+    """Bit-accurate CPU model of :class:`QcfsNeuron`."""
+
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
+    vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    spike_total: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    record_words: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=53)
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self._counts = None
+        self._train = None
+
+    def run_spk(self) -> None:
+        acc = self.a_in.recv()
+        where = self._window()
+        if where is None:
+            self.s_out.send(np.zeros(self.v.shape, dtype=np.int32))
+            return
+        k, t = where
+        v = self._integrate(acc, k, t)
+        vth = int(self.vth[0])
+        s = v >= vth
+        v[s] -= vth
+        self.v[...] = v
+        self.s_out.send(s.astype(np.int32))
+        self._record(s, k, t)
+
+    def _record(self, s: np.ndarray, k: int, t: int) -> None:
+        p = self.proc_params
+        n = int(s.sum())
+        if n:
+            self.spike_total[k] += n
+        if p["record"] == "counts":
+            if t == 0:
+                self._counts = np.zeros(s.size, dtype=np.int64)
+            self._counts += s.reshape(-1)
+            if t == p["steps"] - 1:
+                self.record_words[k] = packing.pack(self._counts, p["record_bits"])
+        elif p["record"] == "spikes":
+            if t == 0:
+                self._train = np.zeros((p["steps"], s.size), dtype=np.int64)
+            self._train[t] = s.reshape(-1)
+            if t == p["steps"] - 1:
+                self.record_words[k] = packing.pack(self._train, 1)
+
+
+@implements(proc=QcfsOutput, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyQcfsOutputModelFixed(_PyQcfsModelBase):
+    """Bit-accurate CPU model of :class:`QcfsOutput`."""
+
+    potentials: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=25)
+
+    def run_spk(self) -> None:
+        acc = self.a_in.recv()
+        where = self._window()
+        if where is None:
+            return
+        k, t = where
+        v = self._integrate(acc, k, t)
+        self.v[...] = v
+        if t == self.proc_params["steps"] - 1:
+            self.potentials[k] = v - int(self.v_init[0])

@@ -1,0 +1,410 @@
+"""Build an integer network out of Lava processes and stream samples through it.
+
+What runs (SPEC section 4):
+
+- a :class:`~.procs.io.SampleInput` sending each sample's uint8 pixels as graded spikes for
+  ``T`` consecutive steps, samples back to back;
+- per synapse, lava's own ``Dense`` (bit-accurate model, ``weight_exp = 0``, mixed sign mode)
+  or ``Conv`` (weights converted from torch order; run by the bit-exact
+  :class:`~.procs.conv.PyConvModelFast` unless the stock model is asked for);
+- per layer, a :class:`~.procs.neuron.QcfsNeuron` (hidden) or
+  :class:`~.procs.neuron.QcfsOutput` (output), which apply the layer's exponent ``e``.
+
+Every synapse adds one step of latency. Layer ``l`` handles logical step ``t`` of sample
+``k`` at Lava time step ``1 + depth_l + k * T + t`` (``depth`` from
+:meth:`IntegerNetwork.depths`) and resets to ``v_init`` at the start of each window. A
+synapse from layer ``j`` into ``l`` is preceded by a :class:`~.procs.io.SpikeDelay` of
+``depth_l - depth_j - 1`` steps, so all synapses of a layer deliver the same logical step at
+the same time. ``N`` samples take ``N * T + depth_out`` steps in one run.
+
+Layouts: Lava keeps images as ``(X, Y, C) = (W, H, C)``; torch as ``(C, H, W)``. A dense
+synapse from a ``(C, H, W)`` source flattens it in torch's C, H, W order: its weight columns
+are permuted to Lava's flattening, which gives the same sums.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from lava.magma.core.run_conditions import RunSteps
+from lava.magma.core.run_configs import Loihi2SimCfg
+from lava.proc.conv.process import Conv
+from lava.proc.dense.process import Dense
+from lava.utils.weightutils import SignMode
+
+from qcfs_lava import hardware as hw
+from qcfs_lava.errors import LavaSimulationError, NetworkValidationError
+from qcfs_lava.lava_sim.procs import packing
+from qcfs_lava.lava_sim.procs.conv import PyConvModelFast
+from qcfs_lava.lava_sim.procs.io import SampleInput, SpikeDelay
+from qcfs_lava.lava_sim.procs.neuron import QcfsNeuron, QcfsOutput, record_layout
+from qcfs_lava.network import INPUT, IntegerNetwork, NeuronLayer, Synapse
+from qcfs_lava.results import SpikeRunResult, argmax_first
+
+log = logging.getLogger(__name__)
+
+RECORD_CHOICES = (None, "counts", "spikes")
+_LAVA_RUNTIME_LOGGER = "lava.magma.runtime.runtime"
+
+
+@dataclass(frozen=True)
+class LavaRunConfig:
+    """How :func:`simulate` runs Lava.
+
+    Args:
+        fast_conv: run lava's ``Conv`` with the bit-exact numpy model (else lava's stock
+            scipy model, same numbers, much slower).
+        max_record_bytes: upper bound on the recorded arrays of one Lava run; larger
+            requests are split into several runs (chunks of samples).
+        max_samples_per_run: upper bound on samples per Lava run (``None``: no bound).
+    """
+
+    fast_conv: bool = True
+    max_record_bytes: int = 64 << 20
+    max_samples_per_run: int | None = None
+
+
+def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Lava's layout of a torch shape: ``(C, H, W) -> (W, H, C)``; ``(N,)`` unchanged."""
+    return tuple(shape[::-1])
+
+
+def to_lava(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-sample arrays ``(N, *shape)`` in torch layout -> Lava layout."""
+    if len(shape) == 3:
+        return np.ascontiguousarray(np.asarray(x).transpose(0, 3, 2, 1))
+    return np.asarray(x)
+
+
+def from_lava_flat(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``(..., prod(shape))`` flattened in Lava layout -> ``(..., *shape)`` torch layout."""
+    lead = x.shape[:-1]
+    x = x.reshape(*lead, *lava_shape(shape))
+    if len(shape) == 3:
+        n = len(lead)
+        x = x.transpose(*range(n), n + 2, n + 1, n)
+    return x
+
+
+def torch_conv_to_lava(weight: np.ndarray) -> np.ndarray:
+    """Torch conv weight ``(C_out, C_in/g, kH, kW)`` -> lava ``(C_out, kW, kH, C_in/g)``.
+
+    Lava convolves (torch correlates), so the kernel is flipped spatially, as in lava-dl's
+    ``netx.hdf5.Network.create_conv``.
+    """
+    return np.ascontiguousarray(np.asarray(weight)[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
+
+
+def dense_weight_for_lava(syn: Synapse, src_shape: tuple[int, ...],
+                          dst_shape: tuple[int, ...]) -> np.ndarray:
+    """Dense weights with columns (and rows) permuted from torch to Lava flattening."""
+    w = np.asarray(syn.weight)
+    if len(src_shape) == 3:
+        w = w.reshape(w.shape[0], *src_shape).transpose(0, 3, 2, 1).reshape(w.shape[0], -1)
+    if len(dst_shape) == 3:
+        w = w.reshape(*dst_shape, -1).transpose(2, 1, 0, 3).reshape(-1, w.shape[-1])
+    return np.ascontiguousarray(w)
+
+
+@dataclass
+class LavaNetwork:
+    """The Lava processes of one built network (what :func:`build_network` returns)."""
+
+    net: IntegerNetwork
+    steps: int
+    num_samples: int
+    record: str | None
+    source: SampleInput
+    layers: list = field(default_factory=list)
+    synapses: list = field(default_factory=list)
+    delays: list = field(default_factory=list)
+
+    @property
+    def num_steps(self) -> int:
+        """Lava time steps that stream every sample through the output layer."""
+        return self.num_samples * self.steps + self.net.depths()[-1]
+
+
+def build_network(net: IntegerNetwork, x: np.ndarray, steps: int, *,
+                  record: str | None = None) -> LavaNetwork:
+    """Create and connect the Lava processes that run ``net`` on the samples ``x``.
+
+    Args:
+        net: the integer network.
+        x: ``(N, *net.input_shape)`` uint8 samples (torch layout).
+        steps: time steps ``T`` per sample.
+        record: ``None`` (spike totals), ``"counts"`` or ``"spikes"``.
+
+    Returns:
+        The processes, ready to ``run`` for :attr:`LavaNetwork.num_steps` steps.
+    """
+    num = int(x.shape[0])
+    depths = net.depths()
+    source = SampleInput(data=to_lava(x, net.input_shape), steps=steps, name="input")
+    built = LavaNetwork(net=net, steps=steps, num_samples=num, record=record, source=source)
+    mode = {None: "total", "counts": "counts", "spikes": "spikes"}[record]
+    for layer, depth in zip(net.layers, depths, strict=True):
+        common = dict(
+            shape=lava_shape(layer.shape),
+            v_init=layer.v_init,
+            weight_exp=layer.weight_exp,
+            bias=to_lava(layer.bias[None], layer.shape)[0],
+            steps=steps,
+            offset=1 + depth,
+            num_samples=num,
+            name=layer.name,
+        )
+        if layer.spiking:
+            proc = QcfsNeuron(vth=layer.v_th, record=mode, **common)
+        else:
+            proc = QcfsOutput(**common)
+        for syn in layer.synapses:
+            _connect(built, syn, layer, proc, depth, depths)
+        built.layers.append(proc)
+    return built
+
+
+def _connect(built: LavaNetwork, syn: Synapse, layer: NeuronLayer, proc, depth: int,
+             depths: tuple[int, ...]) -> None:
+    net = built.net
+    src_shape = net.source_shape(syn.source)
+    port = built.source.s_out if syn.source == INPUT else built.layers[syn.source].s_out
+    src_depth = 0 if syn.source == INPUT else depths[syn.source]
+    delay = depth - src_depth - 1
+    if delay > 0:
+        d = SpikeDelay(shape=lava_shape(src_shape), delay=delay,
+                       name=f"delay_{syn.source}_to_{layer.name}")
+        port.connect(d.s_in)
+        port = d.s_out
+        built.delays.append(d)
+    bits = hw.INPUT_BITS if syn.source == INPUT else 0
+    if syn.kind == "dense":
+        w = dense_weight_for_lava(syn, src_shape, layer.shape)
+        conn = Dense(weights=w, weight_exp=0, num_weight_bits=8, sign_mode=SignMode.MIXED,
+                     num_message_bits=bits, name=f"dense_{syn.source}_to_{layer.name}")
+        (port.flatten() if len(src_shape) == 3 else port).connect(conn.s_in)
+        out = conn.a_out
+        if len(layer.shape) == 3:
+            out = out.reshape(lava_shape(layer.shape))
+        out.connect(proc.a_in)
+    else:
+        conn = Conv(
+            weight=torch_conv_to_lava(syn.weight),
+            input_shape=lava_shape(src_shape),
+            stride=syn.stride[::-1],
+            padding=syn.padding[::-1],
+            dilation=syn.dilation[::-1],
+            groups=syn.groups,
+            num_message_bits=bits,
+            name=f"conv_{syn.source}_to_{layer.name}",
+        )
+        if tuple(conn.output_shape) != lava_shape(layer.shape):
+            raise NetworkValidationError(
+                f"layer {layer.name!r}: lava's Conv produces {tuple(conn.output_shape)} "
+                f"(X, Y, C), the layer is {lava_shape(layer.shape)}"
+            )
+        port.connect(conn.s_in)
+        conn.a_out.connect(proc.a_in)
+    built.synapses.append(conn)
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _run(built: LavaNetwork, fast_conv: bool) -> dict:
+    """Run the built network and read back what the neuron models recorded."""
+    exceptions = {Conv: PyConvModelFast} if fast_conv else None
+    cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=exceptions,
+                       loglevel=logging.INFO)
+    capture = _Capture()
+    runtime_log = logging.getLogger(_LAVA_RUNTIME_LOGGER)
+    runtime_log.addHandler(capture)
+    head = built.layers[-1]
+    started = False
+    try:
+        try:
+            started = True
+            head.run(condition=RunSteps(num_steps=built.num_steps), run_cfg=cfg)
+        except Exception as exc:  # lava raises bare RuntimeError / exceptions from models
+            details = "\n".join(m for m in capture.messages if "Traceback" in m)
+            raise LavaSimulationError(
+                f"the Lava simulation failed: {exc}"
+                + (f"\nLava process model traceback:\n{details}" if details else "")
+            ) from exc
+        return _read(built)
+    finally:
+        runtime_log.removeHandler(capture)
+        if started:
+            try:
+                head.stop()
+            except Exception:  # noqa: BLE001 - already stopped after a failure
+                log.debug("lava runtime stop failed", exc_info=True)
+
+
+def _read(built: LavaNetwork) -> dict:
+    net, num, steps = built.net, built.num_samples, built.steps
+    hidden = built.layers[:-1]
+    out: dict = {
+        "potentials": np.rint(built.layers[-1].potentials.get()).astype(np.int64)
+        .reshape(num, -1),
+        "saturations": np.stack(
+            [np.rint(p.saturations.get()).astype(np.int64) for p in built.layers], axis=1
+        ).reshape(num, len(built.layers)),
+        "spike_counts": np.stack(
+            [np.rint(p.spike_total.get()).astype(np.int64) for p in hidden], axis=1
+        ).reshape(num, len(hidden)) if hidden else np.zeros((num, 0), np.int64),
+    }
+    if net.layers[-1].num_neurons and len(net.output.shape) == 3:
+        out["potentials"] = from_lava_flat(out["potentials"], net.output.shape).reshape(num, -1)
+    if built.record is not None:
+        per_layer = []
+        for proc, layer in zip(hidden, net.layers[:-1], strict=True):
+            n = layer.num_neurons
+            bits, _ = record_layout(built.record if built.record else "total", steps, n)
+            words = proc.record_words.get().reshape(num, -1)
+            if built.record == "spikes":
+                flat = packing.unpack(words, 1, steps * n).reshape(num, steps, n)
+                per_layer.append(from_lava_flat(flat, layer.shape).astype(bool))
+            else:
+                flat = packing.unpack(words, bits, n)
+                per_layer.append(from_lava_flat(flat, layer.shape).astype(np.int32))
+        out["record"] = tuple(per_layer)
+    return out
+
+
+def _record_bytes(net: IntegerNetwork, steps: int, record: str | None) -> int:
+    """Bytes one sample's records take once unpacked."""
+    hidden = sum(layer.num_neurons for layer in net.layers[:-1])
+    if record == "spikes":
+        return hidden * steps + 4 * hidden
+    return 4 * hidden + 8 * net.num_classes
+
+
+def simulate(
+    net: IntegerNetwork,
+    x: np.ndarray,
+    steps: int,
+    *,
+    labels: np.ndarray | None = None,
+    record: str | None = None,
+    progress: bool = False,
+    config: LavaRunConfig | None = None,
+) -> SpikeRunResult:
+    """Run ``net`` in Lava's CPU simulator on the samples ``x``, ``steps`` steps each.
+
+    Samples stream back to back through one Lava run (``N * T + depth`` steps); a request
+    whose records would exceed ``config.max_record_bytes`` is split into several runs.
+
+    Args:
+        net: the integer network.
+        x: input samples, uint8 (or integers in [0, 255]).
+        steps: time steps ``T`` per sample (>= 1).
+        labels: ``(N,)`` ground truth, optional.
+        record: ``None``, ``"counts"`` (per-neuron spike counts) or ``"spikes"`` (trains).
+        progress: show a tqdm bar over chunks of samples.
+        config: run options (:class:`LavaRunConfig`).
+
+    Shape:
+        x: ``(N, *net.input_shape)``.
+
+    Returns:
+        A :class:`~qcfs_lava.results.SpikeRunResult` with ``backend="lava"``; ``spikes``
+        arrays are ``(N, T, *shape)`` bool and ``neuron_counts`` ``(N, *shape)`` int32, both
+        in torch layout; ``extra`` holds the wall time and the Lava steps run.
+
+    Raises:
+        NetworkValidationError: ``x``, ``steps`` or ``record`` do not fit ``net``.
+        LavaSimulationError: a Lava process model raised (its traceback is included).
+    """
+    config = config or LavaRunConfig()
+    x = _check_input(net, x)
+    if int(steps) < 1:
+        raise NetworkValidationError(f"steps must be >= 1, got {steps}")
+    steps = int(steps)
+    if record not in RECORD_CHOICES:
+        raise NetworkValidationError(f"record must be one of {RECORD_CHOICES}, got {record!r}")
+    if labels is not None:
+        labels = np.asarray(labels).astype(np.int64).reshape(-1)
+        if labels.shape[0] != x.shape[0]:
+            raise NetworkValidationError(
+                f"labels has {labels.shape[0]} entries for {x.shape[0]} samples"
+            )
+    num = x.shape[0]
+    per_run = max(1, config.max_record_bytes // max(1, _record_bytes(net, steps, record)))
+    if config.max_samples_per_run:
+        per_run = min(per_run, int(config.max_samples_per_run))
+    starts = list(range(0, num, per_run)) if num else []
+    parts = []
+    t0 = time.perf_counter()
+    lava_steps = 0
+    iterator = starts
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(starts, desc="lava", unit="run", total=len(starts))
+    for start in iterator:
+        built = build_network(net, x[start:start + per_run], steps, record=record)
+        lava_steps += built.num_steps
+        parts.append(_run(built, config.fast_conv))
+    wall = time.perf_counter() - t0
+
+    n_hidden = len(net.layers) - 1
+
+    def cat(key, width):
+        if not parts:
+            return np.zeros((0, width), np.int64)
+        return np.concatenate([p[key] for p in parts], axis=0)
+
+    potentials = cat("potentials", net.num_classes)
+    records = None
+    if record is not None:
+        records = tuple(
+            np.concatenate([p["record"][i] for p in parts], axis=0) if parts
+            else np.zeros((0,) + ((steps,) if record == "spikes" else ()) + layer.shape,
+                          bool if record == "spikes" else np.int32)
+            for i, layer in enumerate(net.layers[:-1])
+        )
+    neuron_counts = None
+    if record == "counts":
+        neuron_counts = records
+    elif record == "spikes":
+        neuron_counts = tuple(s.sum(axis=1, dtype=np.int32) for s in records)
+    return SpikeRunResult(
+        steps=steps,
+        layer_names=tuple(layer.name for layer in net.layers),
+        potentials=potentials,
+        predictions=argmax_first(potentials) if num else np.zeros(0, np.int64),
+        spike_counts=cat("spike_counts", n_hidden),
+        neuron_counts=neuron_counts,
+        spikes=records if record == "spikes" else None,
+        saturations=cat("saturations", len(net.layers)),
+        labels=labels,
+        backend="lava",
+        extra={"wall_s": wall, "lava_steps": lava_steps, "runs": len(starts),
+               "samples_per_s": num / wall if wall > 0 else None},
+    )
+
+
+def _check_input(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != len(net.input_shape) + 1 or tuple(x.shape[1:]) != net.input_shape:
+        raise NetworkValidationError(
+            f"input must have shape (N, {', '.join(map(str, net.input_shape))}), got "
+            f"{x.shape}"
+        )
+    if x.dtype.kind not in "ui":
+        raise NetworkValidationError(f"input must be uint8 pixels, got dtype {x.dtype}")
+    if x.size and (x.min() < 0 or x.max() > hw.INPUT_MAX):
+        raise NetworkValidationError(
+            f"input values must lie in [0, {hw.INPUT_MAX}], got [{x.min()}, {x.max()}]"
+        )
+    return x.astype(np.int64)
