@@ -642,6 +642,7 @@ def convert(
         ``(network, report)``: the validated :class:`IntegerNetwork` and the per-layer
         :class:`QuantizationReport`.
     """
+    check_supported(model)
     levels, phi = qcfs_params(model)
     layers = fold(model, input_shape)
     return quantize(layers, input_shape, mean, std, levels=levels, phi=phi, metadata=metadata)
