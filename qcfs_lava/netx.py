@@ -294,7 +294,7 @@ def write_netx(net: IntegerNetwork, path: str | os.PathLike, *, overwrite: bool 
 
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     if not path.parent.is_dir():
         raise NetxFormatError(f"cannot write {path}: folder {path.parent} does not exist")
     _metadata_json(net)  # fail before creating anything

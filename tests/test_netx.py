@@ -478,3 +478,57 @@ def test_lava_dl_network_refuses_residual_file(tmp_path, monkeypatch):
     path = netx.write_netx(residual_net(np.random.default_rng(0)), tmp_path / "r.net")
     with pytest.raises(NotImplementedError, match=netx.MERGE_TYPE):
         hdf5.Network(net_config=str(path), input_message_bits=8)
+
+
+# --------------------------------------------------------------------------- CLI export
+
+
+def _checkpoint(tmp_path, model: str, **kwargs):
+    import torch
+
+    from qcfs_lava.checkpoint import Checkpoint, save_checkpoint
+    from qcfs_lava.model.zoo import build_model
+
+    torch.manual_seed(0)
+    model_kwargs = {"in_channels": 1, "num_classes": 3, "input_size": 8, "activation": "qcfs",
+                    "levels": 4, "phi": 0.5, "width": 4, **kwargs}
+    m = build_model(model, **model_kwargs)
+    ckpt = Checkpoint(
+        model=model, model_kwargs=model_kwargs, state_dict=m.state_dict(), levels=4, phi=0.5,
+        activation="qcfs", dataset="digits", input_shape=(1, 8, 8), num_classes=3,
+        class_names=["zero", "one", "two"], mean=[0.5], std=[0.25],
+    )
+    return save_checkpoint(ckpt, tmp_path / f"{model}.pt")
+
+
+@pytest.mark.parametrize("model", ["cnn", "resnet20"])
+def test_cli_export_writes_a_readable_file(tmp_path, capsys, model):
+    from qcfs_lava.checkpoint import checkpoint_sha256
+    from qcfs_lava.cli import main
+
+    ckpt = _checkpoint(tmp_path, model)
+    out = tmp_path / "out" / f"{model}.net"
+    assert main(["export", str(ckpt), "--out", str(out), "--steps", "16"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed
+    net = netx.read_netx(out)
+    assert net.metadata["steps"] == 16
+    assert net.metadata["class_names"] == ["zero", "one", "two"]
+    assert net.metadata["checkpoint_sha256"] == checkpoint_sha256(ckpt)
+    assert net.levels == 4 and net.phi == 0.5 and net.input_shape == (1, 8, 8)
+    config = json.loads(out.with_name(out.name + ".json").read_text())
+    assert config["netx_checksum"] == netx.netx_checksum(net)
+    assert len(config["quantization"]) == len(net.layers)
+    assert netx.is_lava_dl_sequential(net) == (model == "cnn")
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name, out.name + ".json"]
+
+
+def test_cli_export_bad_checkpoint(tmp_path, capsys):
+    from qcfs_lava.cli import main
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"nope")
+    out = tmp_path / "x.net"
+    assert main(["export", str(bad), "--out", str(out)]) == 2
+    assert "bad.pt" in capsys.readouterr().err
+    assert not out.exists()

@@ -16,6 +16,7 @@ from qcfs_lava import __version__
 # command name -> module of qcfs_lava.cli that registers it
 COMMANDS = {
     "inspect": "netx_cmds",
+    "export": "netx_cmds",
 }
 
 
