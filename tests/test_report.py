@@ -1,0 +1,75 @@
+"""Report and sweep on tiny randomly initialised models (fast, no training)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from qcfs_lava.analysis.report import ReportConfig, make_report
+from qcfs_lava.checkpoint import Checkpoint, save_checkpoint
+from qcfs_lava.data import load_dataset
+from qcfs_lava.errors import AnalysisError
+from qcfs_lava.model.zoo import build_model
+
+
+def _checkpoint(tmp_path, activation="qcfs", name="tiny.pt"):
+    torch.manual_seed(0)
+    kwargs = dict(in_channels=1, num_classes=10, input_size=8, activation=activation,
+                  levels=4, phi=0.5, thresh=2.0, width=4)
+    model = build_model("cnn", **kwargs)
+    split = load_dataset("digits")
+    ckpt = Checkpoint(model="cnn", model_kwargs=kwargs, state_dict=model.state_dict(),
+                      levels=4, phi=0.5, activation=activation, dataset="digits",
+                      input_shape=(1, 8, 8), num_classes=10, class_names=split.class_names,
+                      mean=split.mean.tolist(), std=split.std.tolist())
+    return save_checkpoint(ckpt, tmp_path / name)
+
+
+def test_make_report_writes_consistent_files(tmp_path):
+    path = _checkpoint(tmp_path)
+    cfg = ReportConfig(checkpoint=str(path), steps=(1, 4), samples=40, batch_size=16,
+                       relu_accuracy=0.9, energy_overrides={"cmos_ac_pj": 0.5})
+    res = make_report(cfg, tmp_path / "rep")
+    data = json.loads(res.json.read_text())
+    assert data["error_budget"]["steps"] == 4 and data["error_budget"]["samples"] == 40
+    assert data["error_budget"]["relu_ann"] == 0.9
+    for key in ("qcfs_ann", "float_snn", "integer_snn"):
+        assert 0.0 <= data["error_budget"][key] <= 1.0
+    assert set(data["accuracy"]["integer_snn"]) == {"1", "4"}
+    ops = res.counts[4]
+    assert data["counts"]["4"]["total"]["synops"] == ops.total("synops")
+    # energy JSON follows from the counts and the overridden constant
+    cmos = sum(la.synops * 0.5 + la.input_macs * 4.6 for la in ops.layers)
+    assert data["energy"]["4"]["total_pj"]["cmos_snn"] == pytest.approx(cmos)
+    assert [layer["name"] for layer in data["breakdown"]["4"]["layers"]] == ["2", "6"]
+    md = res.markdown.read_text()
+    assert "Error budget (T = 4)" in md and "estimates" in md and "Davies" in md
+    for p in res.plots:
+        assert p.is_file() and p.read_bytes()[:4] == b"\x89PNG"
+        assert f"({p.name})" in md
+    assert data["config"]["energy_overrides"] == {"cmos_ac_pj": 0.5}
+    assert not list(res.out_dir.glob(".*tmp"))
+
+
+def test_report_rejects_relu_checkpoint_and_bad_steps(tmp_path):
+    path = _checkpoint(tmp_path, activation="relu")
+    with pytest.raises(AnalysisError, match="QCFS"):
+        make_report(ReportConfig(checkpoint=str(path), steps=(1,), samples=4), tmp_path / "r")
+    with pytest.raises(AnalysisError, match="positive"):
+        ReportConfig(checkpoint="x", steps=(0, 2))
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_report_lava_subset_matches_emulator(tmp_path):
+    pytest.importorskip("lava", reason="lava-nc is not installed")
+    path = _checkpoint(tmp_path)
+    cfg = ReportConfig(checkpoint=str(path), steps=(2,), samples=6, lava_samples=2)
+    res = make_report(cfg, tmp_path / "rep")
+    lava = res.data["error_budget"]["lava"]
+    assert "skipped" not in lava, lava
+    assert lava["samples"] == 2 and lava["mismatches"] == 0
+    assert np.isclose(lava["accuracy"], lava["integer_snn_accuracy_same_subset"])
