@@ -96,25 +96,20 @@ def install_finder() -> bool:
 
 
 def ensure_lava() -> None:
-    """Make lava importable on this Python and check that it imports.
+    """Make lava-nc importable on this Python and check that it imports.
 
-    Idempotent and cheap after the first call.
+    Idempotent and cheap after the first call. lava-dl is checked separately
+    (:func:`ensure_lava_dl`): only the NetX bridge needs it.
 
     Raises:
-        LavaUnavailableError: lava-nc or lava-dl is not installed, or fails to import.
+        LavaUnavailableError: lava-nc is not installed, or fails to import.
     """
     global _checked
     install_finder()
     if _checked:
         return
-    for name in ("lava", "lava.lib.dl"):
-        if importlib.util.find_spec(name.split(".")[0]) is None or (
-            name == "lava.lib.dl" and _find("lava.lib.dl") is None
-        ):
-            raise LavaUnavailableError(
-                f"{name} is not installed ({'lava-nc' if name == 'lava' else 'lava-dl'} "
-                f"missing); {INSTALL_HINT}"
-            )
+    if _find("lava") is None or _find("lava.magma") is None:
+        raise LavaUnavailableError(f"lava-nc is not installed; {INSTALL_HINT}")
     stale = "lava.magma.compiler.var_model" in sys.modules and not isinstance(
         getattr(sys.modules["lava.magma.compiler.var_model"], "__loader__", None),
         _PatchingLoader,
@@ -129,6 +124,21 @@ def ensure_lava() -> None:
             f"{INSTALL_HINT}"
         ) from exc
     _checked = True
+
+
+def ensure_lava_dl() -> None:
+    """:func:`ensure_lava`, and check that lava-dl's NetX module imports.
+
+    Raises:
+        LavaUnavailableError: lava-nc or lava-dl is missing or fails to import.
+    """
+    ensure_lava()
+    if _find("lava.lib.dl") is None:
+        raise LavaUnavailableError(f"lava-dl is not installed; {INSTALL_HINT}")
+    try:
+        import lava.lib.dl.netx  # noqa: F401
+    except ImportError as exc:
+        raise LavaUnavailableError(f"lava-dl failed to import: {exc}; {INSTALL_HINT}") from exc
 
 
 def _find(name: str):
