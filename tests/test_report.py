@@ -73,3 +73,41 @@ def test_report_lava_subset_matches_emulator(tmp_path):
     assert "skipped" not in lava, lava
     assert lava["samples"] == 2 and lava["mismatches"] == 0
     assert np.isclose(lava["accuracy"], lava["integer_snn_accuracy_same_subset"])
+
+
+@pytest.mark.slow
+def test_sweep_tiny_config_and_resume(tmp_path):
+    from qcfs_lava.analysis.sweep import SweepConfig, run_sweep
+
+    cfg = SweepConfig(dataset="digits", levels=(2,), shift_levels=2, steps=(1, 2), epochs=1,
+                      width=2, samples=30, device="cpu")
+    res = run_sweep(cfg, tmp_path / "sweep")
+    data = res.data
+    assert set(data["ann_accuracy"]) == {"relu", "cf-L2", "cfs-L2"}
+    assert all(data["trained_now"].values())
+    assert set(data["snn_levels_vs_steps"]["2"]) == {"1", "2"}
+    for acc in data["snn_shift_vs_steps"]["clip_floor"].values():
+        assert 0.0 <= acc <= 1.0
+    assert len(res.plots) == 3 and all(p.is_file() for p in res.plots)
+    assert "clip-floor-shift" in res.markdown.read_text()
+    again = run_sweep(cfg, tmp_path / "sweep")
+    assert not any(again.data["trained_now"].values())
+    assert again.data["ann_accuracy"] == data["ann_accuracy"]
+
+
+def test_report_cli(tmp_path, capsys):
+    from qcfs_lava.cli import main
+
+    path = _checkpoint(tmp_path)
+    out = tmp_path / "cli"
+    rc = main(["report", str(path), "--steps", "1,2", "--samples", "8", "--batch-size", "8",
+               "--energy-const", "cmos_ac_pj=0.1", "--out", str(out)])
+    assert rc == 0
+    assert "integer SNN" in capsys.readouterr().out
+    data = json.loads((out / "report.json").read_text())
+    assert data["config"]["steps"] == [1, 2]
+    consts = {c["name"]: c["value"] for c in data["energy"]["2"]["constants"]}
+    assert consts["cmos_ac_pj"] == 0.1 and consts["cmos_mac_pj"] == 4.6
+    rc = main(["report", str(path), "--energy-const", "bogus=1", "--out", str(out)])
+    assert rc == 2
+    assert "unknown energy constant" in capsys.readouterr().err

@@ -1,0 +1,149 @@
+"""``qcfs-lava report`` and ``qcfs-lava sweep``: thin wrappers of :mod:`qcfs_lava.analysis`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from qcfs_lava.errors import AnalysisError
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 1,2,4,8, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _energy_overrides(items: list[str] | None) -> dict[str, float]:
+    from qcfs_lava.analysis.energy import EnergyConstants
+
+    if not items:
+        return {}
+    resolved = EnergyConstants().with_overrides(items)  # validates names and values
+    names = [item.partition("=")[0].strip() for item in items]
+    return {name: getattr(resolved, name) for name in names}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``report`` and ``sweep`` commands."""
+    p = sub.add_parser(
+        "report",
+        help="error budget, accuracy vs T, spikes, SynOps, energy estimates and conversion "
+        "error of a checkpoint (report.md, report.json, plots)",
+        description="Evaluate a QCFS checkpoint: QCFS ANN, float SNN and integer SNN at every T, "
+        "optionally Lava on a subset; write DIR/report.md, DIR/report.json and PNG plots.",
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="qcfs-lava checkpoint (.pt)")
+    p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
+    p.add_argument("--steps", type=_int_list, default=(1, 2, 4, 8, 16),
+                   help="comma-separated time steps T (default 1,2,4,8,16)")
+    p.add_argument("--budget-steps", type=int, default=None,
+                   help="T of the error budget, breakdown and Lava run (default: largest T)")
+    p.add_argument("--samples", type=int, default=None, help="test samples (default: all)")
+    p.add_argument("--lava-samples", type=int, default=0,
+                   help="samples to simulate in Lava and compare with the emulator (default 0)")
+    p.add_argument("--data-root", default=None, help="dataset folder")
+    p.add_argument("--seed", type=int, default=0,
+                   help="dataset split seed (the one used in training; default 0)")
+    p.add_argument("--relu-accuracy", type=float, default=None,
+                   help="known accuracy (fraction) of the ReLU baseline ANN")
+    p.add_argument("--relu-checkpoint", default=None, help="ReLU baseline checkpoint to evaluate")
+    p.add_argument("--energy-const", action="append", metavar="NAME=VALUE",
+                   help="override an energy constant (repeatable), e.g. cmos_ac_pj=0.03")
+    p.add_argument("--energy-json", default=None,
+                   help="JSON file {name: value} of energy constants")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.set_defaults(func=run_report)
+
+    s = sub.add_parser(
+        "sweep",
+        help="the paper's three experiments at small scale (ANN vs L, SNN vs T, shift vs none)",
+        description="Train ReLU, clip-floor and clip-floor-shift models for several L, then "
+        "evaluate ANN accuracy vs L and float-SNN accuracy vs T; write DIR/sweep.md, "
+        "DIR/sweep.json and plots. Trained runs are reused unless --no-resume.",
+    )
+    s.add_argument("--dataset", default="digits")
+    s.add_argument("--model", default="cnn")
+    s.add_argument("--levels", type=_int_list, default=(1, 2, 4, 8, 16),
+                   help="comma-separated L values (default 1,2,4,8,16)")
+    s.add_argument("--steps", type=_int_list, default=(1, 2, 4, 8, 16, 32, 64),
+                   help="comma-separated T values (default 1,2,...,64)")
+    s.add_argument("--shift-levels", type=int, default=4,
+                   help="L of the clip-floor vs clip-floor-shift experiment (default 4)")
+    s.add_argument("--epochs", type=int, default=40)
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--lr", type=float, default=0.05)
+    s.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
+    s.add_argument("--width", type=int, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--samples", type=int, default=None, help="test samples (default: all)")
+    s.add_argument("--data-root", default=None)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--no-resume", action="store_true", help="retrain every run")
+    s.add_argument("--out", required=True, metavar="DIR")
+    s.set_defaults(func=run_sweep_cmd)
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from qcfs_lava.analysis.report import ReportConfig, make_report
+
+    _setup_logging()
+    if args.lava_samples < 0:
+        raise AnalysisError("--lava-samples must be >= 0")
+    config = ReportConfig(
+        checkpoint=args.checkpoint, dataset=args.dataset, steps=args.steps,
+        budget_steps=args.budget_steps, samples=args.samples, lava_samples=args.lava_samples,
+        data_root=args.data_root, seed=args.seed, relu_accuracy=args.relu_accuracy,
+        relu_checkpoint=args.relu_checkpoint,
+        energy_overrides=_energy_overrides(args.energy_const), energy_json=args.energy_json,
+        batch_size=args.batch_size, device=args.device,
+    )
+    result = make_report(config, args.out, progress=True)
+    b = result.data["error_budget"]
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.2f}%"
+
+    print(f"error budget at T={b['steps']} on {b['samples']} samples:")
+    print(f"  ReLU ANN     {pct(b['relu_ann'])}")
+    print(f"  QCFS ANN     {pct(b['qcfs_ann'])}")
+    print(f"  float SNN    {pct(b['float_snn'])}")
+    print(f"  integer SNN  {pct(b['integer_snn'])}")
+    lava = b.get("lava")
+    if lava and "skipped" not in lava:
+        print(f"  Lava         {pct(lava['accuracy'])} on {lava['samples']} samples, "
+              f"{lava['mismatches']} mismatches with the emulator")
+    elif lava:
+        print(f"  Lava         skipped: {lava['skipped']}")
+    print(f"wrote {result.markdown}, {result.json} and {len(result.plots)} plots")
+    if lava and lava.get("mismatches"):
+        return 1
+    return 0
+
+
+def run_sweep_cmd(args: argparse.Namespace) -> int:
+    from qcfs_lava.analysis.sweep import SweepConfig, run_sweep
+
+    _setup_logging()
+    config = SweepConfig(
+        dataset=args.dataset, model=args.model, levels=args.levels, steps=args.steps,
+        shift_levels=args.shift_levels, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, optimizer=args.optimizer, width=args.width, seed=args.seed,
+        samples=args.samples, data_root=args.data_root, device=args.device,
+        resume=not args.no_resume,
+    )
+    result = run_sweep(config, args.out, progress=True)
+    print(f"wrote {result.markdown}, {result.json} and {len(result.plots)} plots")
+    return 0
