@@ -17,6 +17,8 @@ from qcfs_lava import __version__
 COMMANDS = {
     "inspect": "netx_cmds",
     "export": "netx_cmds",
+    "report": "report_cmds",
+    "sweep": "report_cmds",
 }
 
 
