@@ -36,7 +36,7 @@ from qcfs_lava.analysis.energy import (
     format_constants,
     format_energy_table,
 )
-from qcfs_lava.errors import AnalysisError
+from qcfs_lava.errors import AnalysisError, LavaUnavailableError
 
 __all__ = ["ReportConfig", "ReportResult", "make_report", "write_json_atomic",
            "write_text_atomic"]
@@ -189,7 +189,7 @@ def _run_lava(net, x, y, steps: int, emulate) -> dict[str, Any]:
 
     try:
         from qcfs_lava.lava_sim import simulate
-    except Exception as exc:  # LavaUnavailableError, or lava failing to import at all
+    except (ImportError, LavaUnavailableError) as exc:
         warnings.warn(f"Lava run skipped: {exc}", stacklevel=3)
         return {"skipped": f"{type(exc).__name__}: {exc}"}
     lava_res = simulate(net, x, steps, labels=y, record="spikes")
@@ -238,6 +238,13 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
     from qcfs_lava.emulator import emulate
     from qcfs_lava.snn import evaluate_ann
 
+    if config.lava_samples:
+        # Import lava before anything (tqdm) fixes the multiprocessing start method: lava
+        # sets it to 'fork' at import and fails if it is already set.
+        try:
+            import qcfs_lava.lava_sim  # noqa: F401
+        except (ImportError, LavaUnavailableError):
+            pass  # reported by _run_lava
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     constants = config.energy_constants()
