@@ -38,9 +38,10 @@ SUPPORTED = (
     "AdaptiveAvgPool2d, Flatten, Dropout, Identity, residual BasicBlock"
 )
 
-# Target threshold mantissa: 2**15 keeps v_th = 2**21 state units, a quarter of the 24-bit
-# range, so the membrane has headroom above threshold and below zero.
-VTH_MANT_TARGET = 1 << 15
+# Target threshold mantissa: 2**12 keeps v_th = 2**18 state units, so the 24-bit membrane
+# spans [-32, +32) thresholds: a silent neuron can sink 32 thresholds below zero before it
+# saturates, while threshold and bias still resolve 1 / 4096 of the threshold.
+VTH_MANT_TARGET = 1 << 12
 # Output layer: keep `OUTPUT_HEADROOM_STEPS` worst-case steps inside the 24-bit state.
 OUTPUT_HEADROOM_STEPS = 16
 WEIGHT_QMAX = (hw.WEIGHT_MAX // hw.WEIGHT_STEP)  # 127
@@ -366,7 +367,11 @@ class _Folder:
 
 
 def fold(model: nn.Module, input_shape: tuple[int, ...]) -> list[FloatLayer]:
-    """Fold ``model`` into float layers (exact). The model is not modified."""
+    """Fold ``model`` into float layers (exact). The model is not modified.
+
+    Layers are named after their module path when it is readable (``layer1.0``), else
+    ``conv1``, ``conv2``, ``fc3``... in network order.
+    """
     check_supported(model)
     folder = _Folder(tuple(input_shape))
     with torch.no_grad():
@@ -378,6 +383,10 @@ def fold(model: nn.Module, input_shape: tuple[int, ...]) -> list[FloatLayer]:
         raise UnsupportedLayerError("the model must end with a Linear (or Conv2d) layer without "
                                     "activation: its outputs are the logits")
     folder.layers.append(folder.pending)
+    for i, layer in enumerate(folder.layers):
+        if layer.name.replace(".", "").isdigit():
+            kind = "fc" if layer.synapses[0].kind == "dense" else "conv"
+            layer.name = f"{kind}{i + 1}"
     return folder.layers
 
 
