@@ -201,3 +201,36 @@ def test_counts_from_spike_trains_and_errors():
         count_ops(net, res)
     with pytest.raises(AnalysisError, match="source 5"):
         fan_out(net, 5)
+
+
+def test_counts_of_an_emulated_converted_model():
+    torch = pytest.importorskip("torch")
+    from qcfs_lava.convert import convert
+    from qcfs_lava.emulator import emulate
+    from qcfs_lava.model.zoo import build_model
+
+    torch.manual_seed(0)
+    model = build_model("cnn", in_channels=1, num_classes=4, input_size=8, levels=4,
+                        thresh=1.0, width=3).eval()
+    net, _ = convert(model, (1, 8, 8), 0.5, 0.25)
+    x = RNG.integers(0, 256, size=(6, 1, 8, 8)).astype(np.uint8)
+    res = emulate(net, x, 4, record="counts")
+    ops = count_ops(net, res)
+    for i, layer in enumerate(ops.layers[:-1]):
+        assert layer.spikes == int(res.spike_counts[:, i].sum())
+    # independent route: every output neuron reads the spikes in its receptive field
+    for li, layer in enumerate(net.layers):
+        expect = 0
+        for syn in layer.synapses:
+            if syn.source == INPUT:
+                continue
+            c = torch.as_tensor(res.neuron_counts[syn.source], dtype=torch.float64)
+            if syn.kind == "conv":
+                ones = torch.ones(syn.weight.shape, dtype=torch.float64)
+                y = torch.nn.functional.conv2d(c, ones, stride=syn.stride, padding=syn.padding,
+                                               dilation=syn.dilation, groups=syn.groups)
+            else:
+                y = c.reshape(len(c), -1) @ torch.ones(c[0].numel(), syn.weight.shape[0],
+                                                       dtype=torch.float64)
+            expect += int(y.sum())
+        assert ops.layers[li].synops == expect
