@@ -15,6 +15,7 @@ from qcfs_lava import __version__
 
 # command name -> module of qcfs_lava.cli that registers it
 COMMANDS = {
+    "demo": "demo",
     "emulate": "emulate",
     "inspect": "netx_cmds",
     "export": "netx_cmds",
