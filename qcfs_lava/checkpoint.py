@@ -1,0 +1,177 @@
+"""Checkpoints: a trained model plus everything later stages need to rebuild and feed it.
+
+A checkpoint is a dict saved with ``torch.save`` that holds only tensors and plain types, so it
+loads with ``torch.load(..., weights_only=True)``. Keys: ``format`` (:data:`FORMAT`),
+``version`` (:data:`VERSION`), ``model`` (name), ``model_kwargs``, ``state_dict``, ``levels``,
+``phi``, ``activation``, ``dataset``, ``input_shape`` ``[C, H, W]``, ``num_classes``,
+``class_names``, ``mean``, ``std``, ``epoch``, ``best_accuracy``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from qcfs_lava.errors import CheckpointError
+
+__all__ = ["FORMAT", "VERSION", "Checkpoint", "checkpoint_sha256", "load_checkpoint",
+           "save_checkpoint"]
+
+FORMAT = "qcfs-lava-checkpoint"
+VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes:
+        model: registered model name (see :data:`qcfs_lava.model.zoo.MODELS`).
+        model_kwargs: keyword arguments of :func:`~qcfs_lava.model.zoo.build_model`.
+        state_dict: the weights.
+        levels: QCFS quantization levels ``L``.
+        phi: QCFS shift.
+        activation: ``"qcfs"`` or ``"relu"``.
+        dataset: dataset name.
+        input_shape: ``(C, H, W)``.
+        num_classes: number of logits.
+        class_names: one name per class.
+        mean: per-channel input mean (of ``x / 255``).
+        std: per-channel input standard deviation.
+        epoch: epochs trained.
+        best_accuracy: best test accuracy seen during training (fraction), or ``None``.
+    """
+
+    model: str
+    model_kwargs: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    levels: int
+    phi: float
+    activation: str
+    dataset: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    class_names: list[str] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+    epoch: int = 0
+    best_accuracy: float | None = None
+
+    def build_model(self) -> nn.Module:
+        """The model with these weights, in eval mode."""
+        from qcfs_lava.model.zoo import build_model
+
+        model = build_model(self.model, **self.model_kwargs)
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"checkpoint weights do not fit model {self.model!r} {self.model_kwargs}: {exc}"
+            ) from exc
+        return model.eval()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "model": self.model,
+            "model_kwargs": dict(self.model_kwargs),
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
+            "levels": int(self.levels),
+            "phi": float(self.phi),
+            "activation": self.activation,
+            "dataset": self.dataset,
+            "input_shape": [int(s) for s in self.input_shape],
+            "num_classes": int(self.num_classes),
+            "class_names": [str(c) for c in self.class_names],
+            "mean": [float(m) for m in self.mean],
+            "std": [float(s) for s in self.std],
+            "epoch": int(self.epoch),
+            "best_accuracy": None if self.best_accuracy is None else float(self.best_accuracy),
+        }
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
+    """Write ``checkpoint`` atomically to ``path``."""
+    return atomic_torch_save(checkpoint.to_dict(), path)
+
+
+_REQUIRED = ("model", "model_kwargs", "state_dict", "levels", "phi", "activation", "dataset",
+             "input_shape", "num_classes")
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, not a qcfs-lava checkpoint, of a newer
+            format version, or lacks required fields.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found; train one with `qcfs-lava train`")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt/foreign files
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc)[:200]}; the file is "
+            "corrupt or not a torch file (retrain or copy it again)"
+        ) from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a qcfs-lava checkpoint (no format marker {FORMAT!r}); import "
+            "reference QCFS weights with qcfs_lava.model.reference.import_reference"
+        )
+    if int(data.get("version", -1)) > VERSION or int(data.get("version", -1)) < 1:
+        raise CheckpointError(f"{path} has checkpoint version {data.get('version')}; this "
+                              f"qcfs-lava reads version <= {VERSION}: upgrade qcfs-lava")
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise CheckpointError(f"{path} lacks the fields {missing}; the file is incomplete")
+    return Checkpoint(
+        model=data["model"],
+        model_kwargs=dict(data["model_kwargs"]),
+        state_dict=dict(data["state_dict"]),
+        levels=int(data["levels"]),
+        phi=float(data["phi"]),
+        activation=str(data["activation"]),
+        dataset=str(data["dataset"]),
+        input_shape=tuple(int(s) for s in data["input_shape"]),
+        num_classes=int(data["num_classes"]),
+        class_names=list(data.get("class_names", [])),
+        mean=[float(m) for m in data.get("mean", [])],
+        std=[float(s) for s in data.get("std", [])],
+        epoch=int(data.get("epoch", 0)),
+        best_accuracy=data.get("best_accuracy"),
+    )
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a checkpoint file (to tie reports to the exact weights)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,330 @@
+"""Datasets as plain uint8 arrays, and the one normalisation every stage uses.
+
+Every dataset is held as ``uint8`` images of shape ``(N, C, H, W)`` (what the integer network
+receives on Loihi) plus per-channel ``mean``/``std``. The float model always sees
+
+.. math::
+    x_{\\mathrm{float}} = (x_{\\mathrm{uint8}} / 255 - \\mathrm{mean}) / \\mathrm{std}
+
+(:func:`normalize`), so the converter can fold exactly this affine map into the first layer.
+
+Names (:data:`DATASETS`):
+
+- ``digits``: scikit-learn's embedded 8x8 digits (1797 images), values ``0..16`` mapped to
+  ``round(v * 255 / 16)``; a fixed stratified 80/20 split. Needs no files.
+- ``mnist-split``: the official MNIST 10k test set (IDX gz), split stratified and
+  deterministically into 8000 train / 2000 test. Looked up in ``root``, else
+  ``$QCFS_LAVA_MNIST_DIR``, else ``../shared/data/mnist`` next to the repository.
+- ``mnist``: the full MNIST in a folder of IDX files (torchvision's raw layout accepted).
+- ``fashion-mnist``, ``cifar10``, ``cifar100``: torchvision datasets under ``root``; nothing is
+  downloaded unless ``download=True``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qcfs_lava.errors import DatasetError
+
+__all__ = [
+    "DATASETS",
+    "DataSplit",
+    "default_mnist_dir",
+    "load_dataset",
+    "normalize",
+    "read_idx",
+    "torch_dataset",
+]
+
+DATASETS = ("digits", "mnist-split", "mnist", "fashion-mnist", "cifar10", "cifar100")
+
+MNIST_T10K_MD5 = {
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+_MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """A dataset as uint8 images and labels.
+
+    Attributes:
+        name: dataset name (one of :data:`DATASETS`).
+        x_train: training images. Shape: ``(N_train, C, H, W)``, uint8.
+        y_train: training labels. Shape: ``(N_train,)``, int64.
+        x_test: test images. Shape: ``(N_test, C, H, W)``, uint8.
+        y_test: test labels. Shape: ``(N_test,)``, int64.
+        mean: per-channel mean of ``x / 255``. Shape: ``(C,)``.
+        std: per-channel standard deviation of ``x / 255``. Shape: ``(C,)``.
+        class_names: one name per class.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    class_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for part in ("train", "test"):
+            x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
+            if x.dtype != np.uint8 or x.ndim != 4:
+                raise DatasetError(f"{self.name}: x_{part} must be uint8 (N, C, H, W), got "
+                                   f"{x.dtype} {x.shape}")
+            if y.shape != (x.shape[0],):
+                raise DatasetError(f"{self.name}: y_{part} has shape {y.shape}, expected "
+                                   f"({x.shape[0]},)")
+        if self.mean.shape != (self.x_train.shape[1],) or self.std.shape != self.mean.shape:
+            raise DatasetError(f"{self.name}: mean/std must have one value per channel")
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.x_train.shape[2])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def normalize(x_uint8: np.ndarray | torch.Tensor, split_or_mean, std=None) -> torch.Tensor:
+    """Float model input ``(x / 255 - mean) / std`` per channel.
+
+    Args:
+        x_uint8: images. Shape: ``(N, C, H, W)`` (or ``(C, H, W)``), values 0..255.
+        split_or_mean: a :class:`DataSplit`, or the per-channel mean (then pass ``std``).
+        std: per-channel standard deviation when ``split_or_mean`` is a mean.
+
+    Returns:
+        float32 tensor of the same shape.
+    """
+    if isinstance(split_or_mean, DataSplit):
+        mean, std = split_or_mean.mean, split_or_mean.std
+    else:
+        mean = split_or_mean
+    x = torch.as_tensor(np.asarray(x_uint8) if not torch.is_tensor(x_uint8) else x_uint8)
+    mean_t = torch.as_tensor(np.asarray(mean, dtype=np.float32)).view(-1, 1, 1)
+    std_t = torch.as_tensor(np.asarray(std, dtype=np.float32)).view(-1, 1, 1)
+    return (x.to(torch.float32) / 255.0 - mean_t) / std_t
+
+
+def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    xf = x.astype(np.float64) / 255.0
+    mean = xf.mean(axis=(0, 2, 3))
+    std = xf.std(axis=(0, 2, 3))
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+def _stratified_split(y: np.ndarray, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(y))
+    train, test = train_test_split(index, test_size=n_test, stratify=y, random_state=seed)
+    return np.sort(train), np.sort(test)
+
+
+def _digits(seed: int) -> DataSplit:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = np.rint(bunch.images * 255.0 / 16.0).astype(np.uint8)[:, None]
+    y = bunch.target.astype(np.int64)
+    train, test = _stratified_split(y, int(round(0.2 * len(y))), seed)
+    mean, std = _stats(x[train])
+    return DataSplit("digits", x[train], y[train], x[test], y[test], mean, std,
+                     [str(i) for i in range(10)])
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (optionally gzip-compressed) into a numpy array.
+
+    Raises:
+        DatasetError: the file is missing or is not a valid unsigned-byte IDX file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"IDX file {path} not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise DatasetError(f"cannot read IDX file {path}: {exc}") from exc
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DatasetError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if len(data) != header + int(np.prod(dims)):
+        raise DatasetError(f"{path}: IDX header says shape {dims} but the payload has "
+                           f"{len(data) - header} bytes; the file is truncated or corrupt")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz", folder / "raw" / stem,
+                      folder / "raw" / f"{stem}.gz", folder / "MNIST" / "raw" / stem,
+                      folder / "MNIST" / "raw" / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _idx_pair(folder: Path, images: str, labels: str, what: str) -> tuple[np.ndarray, np.ndarray]:
+    paths = [_find_idx(folder, images), _find_idx(folder, labels)]
+    missing = [stem for stem, p in zip((images, labels), paths, strict=True) if p is None]
+    if missing:
+        raise DatasetError(f"{what}: {', '.join(missing)}[.gz] not found in {folder} (also "
+                           "looked in raw/ and MNIST/raw/); put the IDX files there or pass "
+                           "another root")
+    x, y = read_idx(paths[0]), read_idx(paths[1])
+    if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+        raise DatasetError(f"{what}: images {x.shape} and labels {y.shape} in {folder} do not "
+                           "match (expected (N, H, W) and (N,))")
+    return x[:, None], y.astype(np.int64)
+
+
+def default_mnist_dir() -> Path:
+    """``$QCFS_LAVA_MNIST_DIR`` if set, else ``../shared/data/mnist`` next to the repository."""
+    env = os.environ.get("QCFS_LAVA_MNIST_DIR")
+    if env:
+        return Path(env)
+    return _REPO_ROOT.parent / "shared" / "data" / "mnist"
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()  # noqa: S324 - checksum, not security
+
+
+def _mnist_split(root: Path | None, seed: int, verify: bool = True) -> DataSplit:
+    folder = Path(root) if root is not None else default_mnist_dir()
+    if verify:
+        for name, expected in MNIST_T10K_MD5.items():
+            path = folder / name
+            if path.is_file() and _md5(path) != expected:
+                raise DatasetError(
+                    f"mnist-split: {path} has md5 {_md5(path)}, expected {expected} (the "
+                    "official MNIST test set); replace it with the original file"
+                )
+    x, y = _idx_pair(folder, _MNIST_FILES["test_images"], _MNIST_FILES["test_labels"],
+                     "mnist-split (set QCFS_LAVA_MNIST_DIR or pass root)")
+    train, test = _stratified_split(y, 2000 if len(y) >= 4000 else max(len(y) // 5, 10), seed)
+    mean, std = _stats(x[train])
+    return DataSplit("mnist-split", x[train], y[train], x[test], y[test], mean, std,
+                     [str(i) for i in range(10)])
+
+
+def _mnist_full(root: Path | None) -> DataSplit:
+    if root is None:
+        raise DatasetError("mnist: pass root=<folder with the four MNIST IDX files>")
+    folder = Path(root)
+    x_tr, y_tr = _idx_pair(folder, _MNIST_FILES["train_images"], _MNIST_FILES["train_labels"],
+                           "mnist")
+    x_te, y_te = _idx_pair(folder, _MNIST_FILES["test_images"], _MNIST_FILES["test_labels"],
+                           "mnist")
+    mean, std = _stats(x_tr)
+    return DataSplit("mnist", x_tr, y_tr, x_te, y_te, mean, std, [str(i) for i in range(10)])
+
+
+def _torchvision(name: str, root: Path | None, download: bool) -> DataSplit:
+    from torchvision import datasets
+
+    if root is None:
+        raise DatasetError(f"{name}: pass root=<folder for torchvision's {name} files>")
+    cls = {"fashion-mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10,
+           "cifar100": datasets.CIFAR100}[name]
+    try:
+        train = cls(str(root), train=True, download=download)
+        test = cls(str(root), train=False, download=download)
+    except (RuntimeError, OSError) as exc:
+        raise DatasetError(
+            f"{name}: cannot read the dataset under {root} ({exc}); put torchvision's files "
+            "there or pass download=True (--download) to fetch them"
+        ) from exc
+
+    def arrays(ds) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(ds.data.numpy() if torch.is_tensor(ds.data) else ds.data, dtype=np.uint8)
+        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(x), np.asarray(ds.targets, dtype=np.int64)
+
+    x_tr, y_tr = arrays(train)
+    x_te, y_te = arrays(test)
+    mean, std = _stats(x_tr)
+    return DataSplit(name, x_tr, y_tr, x_te, y_te, mean, std, list(train.classes))
+
+
+def load_dataset(
+    name: str, root: str | Path | None = None, *, seed: int = 0, download: bool = False
+) -> DataSplit:
+    """Load a dataset by name as uint8 arrays.
+
+    Args:
+        name: one of :data:`DATASETS`.
+        root: folder with the files (ignored for ``digits``; optional for ``mnist-split``).
+        seed: seed of the deterministic stratified split (``digits``, ``mnist-split``).
+        download: let torchvision download ``fashion-mnist``/``cifar10``/``cifar100``.
+
+    Raises:
+        DatasetError: unknown name, or files missing/corrupt (the message says what to do).
+    """
+    if name == "digits":
+        return _digits(seed)
+    if name == "mnist-split":
+        return _mnist_split(Path(root) if root is not None else None, seed)
+    if name == "mnist":
+        return _mnist_full(Path(root) if root is not None else None)
+    if name in ("fashion-mnist", "cifar10", "cifar100"):
+        return _torchvision(name, Path(root) if root is not None else None, download)
+    raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+class _ArrayDataset(torch.utils.data.Dataset):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, augment: bool) -> None:
+        self.x, self.y, self.augment = x, y, augment
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.x[index]
+        if self.augment:
+            # random crop with 4 pixels of zero padding (in normalised space), then flip
+            pad = torch.nn.functional.pad(x, (4, 4, 4, 4))
+            i, j = torch.randint(0, 9, (2,)).tolist()
+            x = pad[:, i: i + x.shape[1], j: j + x.shape[2]]
+            if torch.rand(()) < 0.5:
+                x = torch.flip(x, dims=(2,))
+        return x, self.y[index]
+
+
+def torch_dataset(split: DataSplit, train: bool, augment: bool = False) -> torch.utils.data.Dataset:
+    """A torch dataset of normalised float images and int64 labels.
+
+    Args:
+        split: the loaded data.
+        train: the training part (else the test part).
+        augment: random crop (pad 4) + horizontal flip, the CIFAR augmentation.
+    """
+    x = split.x_train if train else split.x_test
+    y = split.y_train if train else split.y_test
+    return _ArrayDataset(normalize(x, split), torch.as_tensor(y), augment)

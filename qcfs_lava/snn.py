@@ -1,0 +1,207 @@
+r"""The float SNN of SPEC section 2: each QCFS becomes an integrate-and-fire neuron.
+
+For every hidden activation layer with threshold :math:`\theta = \lambda`:
+
+.. math::
+    v(0) &= \varphi\,\theta \\
+    v(t) &= v(t-1) + z(t) \\
+    s(t) &= \theta\,[v(t) \ge \theta] \\
+    v(t) &\leftarrow v(t) - s(t)
+
+The same normalised image enters the first layer at every step; the logits at ``T`` are the
+mean of the classifier outputs over the first ``T`` steps, so one pass of ``max(steps)`` steps
+yields the accuracy at every requested ``T``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from qcfs_lava.errors import UnsupportedLayerError
+from qcfs_lava.model.qcfs import QCFS
+
+__all__ = ["IFNeuron", "SNNResult", "evaluate_ann", "evaluate_snn", "simulate_snn", "to_snn"]
+
+
+class IFNeuron(nn.Module):
+    r"""Integrate-and-fire neuron with soft reset, the spiking twin of :class:`QCFS`.
+
+    .. math::
+        v \leftarrow v + x;\quad s = \theta\,[v \ge \theta];\quad v \leftarrow v - s
+
+    The membrane starts at ``phi * theta``; call :meth:`reset` before each new input.
+
+    Args:
+        thresh: threshold ``theta`` (the QCFS ``lambda``).
+        phi: initial membrane as a fraction of ``theta``.
+
+    Shape:
+        any; element-wise, the state takes the shape of the first input.
+    """
+
+    def __init__(self, thresh: float | torch.Tensor, phi: float) -> None:
+        super().__init__()
+        self.register_buffer("thresh", torch.as_tensor(thresh, dtype=torch.float32).reshape(1))
+        self.phi = float(phi)
+        self.v: torch.Tensor | None = None
+        self.spikes = 0.0  # total spikes since the last reset_counts()
+        self.neurons = 0  # neurons per sample
+
+    def reset(self) -> None:
+        self.v = None
+
+    def reset_counts(self) -> None:
+        self.spikes = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        theta = self.thresh.to(x.dtype)
+        if self.v is None:
+            self.v = torch.full_like(x, 0.0) + self.phi * theta
+            self.neurons = int(x[0].numel())
+        self.v = self.v + x
+        fired = (self.v >= theta).to(x.dtype)
+        self.spikes += float(fired.sum())
+        out = fired * theta
+        self.v = self.v - out
+        return out
+
+    def extra_repr(self) -> str:
+        return f"thresh={self.thresh.item():.4g}, phi={self.phi}"
+
+
+def _check(model: nn.Module) -> None:
+    bad = [name for name, m in model.named_modules() if isinstance(m, (nn.MaxPool2d, nn.ReLU))]
+    if bad:
+        raise UnsupportedLayerError(
+            f"the float SNN needs QCFS activations and average pooling; found ReLU/MaxPool2d at "
+            f"{bad}: train with activation 'qcfs' (replace_relu_with_qcfs) and AvgPool2d"
+        )
+    if not any(isinstance(m, QCFS) for m in model.modules()):
+        raise UnsupportedLayerError("model has no QCFS activation: nothing to convert to spikes")
+
+
+def _swap(module: nn.Module) -> None:
+    for name, child in list(module.named_children()):
+        if isinstance(child, QCFS):
+            setattr(module, name, IFNeuron(child.thresh.detach().clone(), child.phi))
+        else:
+            _swap(child)
+
+
+def to_snn(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` with every :class:`QCFS` replaced by an :class:`IFNeuron`.
+
+    Raises:
+        UnsupportedLayerError: the model has ReLU or MaxPool2d, or no QCFS at all.
+    """
+    _check(model)
+    snn = copy.deepcopy(model).eval()
+    _swap(snn)
+    return snn
+
+
+def _neurons(snn: nn.Module) -> list[tuple[str, IFNeuron]]:
+    return [(n, m) for n, m in snn.named_modules() if isinstance(m, IFNeuron)]
+
+
+@dataclass
+class SNNResult:
+    """Float-SNN accuracy for several ``T`` and spike rates per activation layer.
+
+    Attributes:
+        accuracy: ``{T: accuracy}`` (fractions).
+        spike_rates: ``{layer name: spikes / (neurons * T_max * samples)}``.
+        steps: the largest ``T`` simulated.
+    """
+
+    accuracy: dict[int, float]
+    spike_rates: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, desc: str):
+    n = len(y)
+    for start in tqdm(range(0, n, batch_size), desc=desc, leave=False, disable=n <= batch_size):
+        yield x[start: start + batch_size], y[start: start + batch_size]
+
+
+@torch.no_grad()
+def evaluate_ann(
+    model: nn.Module, x_float: torch.Tensor, y: torch.Tensor, batch_size: int = 256
+) -> float:
+    """Accuracy of the (QCFS or ReLU) ANN on normalised inputs.
+
+    Shape:
+        ``x_float``: ``(N, C, H, W)``; ``y``: ``(N,)``.
+    """
+    x_float, y = torch.as_tensor(x_float), torch.as_tensor(y)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    for xb, yb in _batches(x_float, y, batch_size, "ANN"):
+        correct += int((model(xb.to(device)).argmax(1).cpu() == yb).sum())
+    model.train(was_training)
+    return correct / max(len(y), 1)
+
+
+@torch.no_grad()
+def simulate_snn(
+    model: nn.Module,
+    x_float: torch.Tensor,
+    y: torch.Tensor,
+    steps: Sequence[int],
+    batch_size: int = 256,
+) -> SNNResult:
+    """Run the float SNN of ``model`` for ``max(steps)`` steps; accuracy at each ``T``.
+
+    The user's model is not modified (a deep copy is converted).
+
+    Shape:
+        ``x_float``: ``(N, C, H, W)`` normalised images; ``y``: ``(N,)``.
+    """
+    steps = sorted({int(t) for t in steps})
+    if not steps or steps[0] < 1:
+        raise ValueError(f"steps must be positive integers, got {steps}")
+    t_max = steps[-1]
+    snn = to_snn(model)
+    device = next(model.parameters()).device
+    snn.to(device)
+    neurons = _neurons(snn)
+    x_float, y = torch.as_tensor(x_float), torch.as_tensor(y)
+    correct = dict.fromkeys(steps, 0)
+    for xb, yb in _batches(x_float, y, batch_size, f"SNN T={t_max}"):
+        xb = xb.to(device)
+        for _, neuron in neurons:
+            neuron.reset()
+        total = None
+        for t in range(1, t_max + 1):
+            out = snn(xb)
+            total = out if total is None else total + out
+            if t in correct:
+                correct[t] += int((total.argmax(1).cpu() == yb).sum())
+    n = max(len(y), 1)
+    rates = {
+        name: neuron.spikes / max(neuron.neurons * t_max * n, 1) for name, neuron in neurons
+    }
+    return SNNResult({t: c / n for t, c in correct.items()}, rates, t_max)
+
+
+def evaluate_snn(
+    model: nn.Module,
+    x_float: torch.Tensor,
+    y: torch.Tensor,
+    steps: Sequence[int],
+    batch_size: int = 256,
+) -> dict[int, float]:
+    """Float-SNN accuracy ``{T: accuracy}`` for every ``T`` in ``steps`` (one pass).
+
+    See :func:`simulate_snn` (which also returns spike rates).
+    """
+    return simulate_snn(model, x_float, y, steps, batch_size).accuracy

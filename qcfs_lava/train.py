@@ -1,0 +1,336 @@
+"""Training QCFS (or ReLU baseline) models: resumable, optionally distributed (torchrun).
+
+A run writes into ``config.out_dir``:
+
+- ``config.json``: the resolved configuration (written before the first epoch);
+- ``best.pt``: a :mod:`qcfs_lava.checkpoint` checkpoint of the best test accuracy so far;
+- ``last.pt``: model, optimizer, scheduler, RNG state and epoch, written after every epoch, so
+  ``resume=True`` continues a killed run where it stopped;
+- ``metrics.json``: loss and accuracy per epoch.
+
+Every file is written atomically. Under ``torchrun`` (``WORLD_SIZE > 1``) the training set is
+sharded with a ``DistributedSampler``, gradients are averaged by DDP (gloo on CPU, NCCL on
+GPU) and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
+
+from qcfs_lava.checkpoint import Checkpoint, atomic_torch_save, save_checkpoint
+from qcfs_lava.data import load_dataset, torch_dataset
+from qcfs_lava.errors import CheckpointError
+from qcfs_lava.model.zoo import build_model
+from qcfs_lava.snn import evaluate_ann
+
+__all__ = ["RECIPES", "TrainConfig", "recipe", "train", "write_json"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (written to ``config.json``).
+
+    The defaults are the recipe for the 8x8 digits ``cnn`` with ``L = 4``.
+
+    Attributes:
+        model: registered model name (:data:`qcfs_lava.model.zoo.MODELS`).
+        dataset: dataset name (:data:`qcfs_lava.data.DATASETS`).
+        out_dir: folder for checkpoints, config and metrics.
+        activation: ``"qcfs"`` or ``"relu"`` (baseline).
+        levels: QCFS quantization levels ``L``.
+        phi: QCFS shift (0.5 clip-floor-shift, 0 clip-floor).
+        thresh: initial QCFS threshold ``lambda``.
+        width: model base width (``None``: the model's default).
+        epochs: training epochs.
+        batch_size: per-process batch size.
+        lr: initial learning rate.
+        optimizer: ``"sgd"`` (momentum 0.9) or ``"adam"``; both with a cosine schedule.
+        weight_decay: L2 on conv/linear weights (not on biases, BN or thresholds).
+        seed: seed for initialisation, shuffling and the dataset split.
+        data_root: dataset folder (see :func:`qcfs_lava.data.load_dataset`).
+        download: allow torchvision downloads.
+        augment: random crop + flip; ``None`` turns it on for CIFAR only.
+        num_workers: data-loader workers.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        resume: continue from ``out_dir/last.pt`` if it exists.
+        model_kwargs: extra options for :func:`~qcfs_lava.model.zoo.build_model`.
+    """
+
+    model: str = "cnn"
+    dataset: str = "digits"
+    out_dir: str = "runs/cnn-digits"
+    activation: str = "qcfs"
+    levels: int = 4
+    phi: float = 0.5
+    thresh: float = 4.0
+    width: int | None = None
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    weight_decay: float = 5e-4
+    seed: int = 0
+    data_root: str | None = None
+    download: bool = False
+    augment: bool | None = None
+    num_workers: int = 0
+    device: str = "auto"
+    resume: bool = False
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        for name in ("epochs", "batch_size", "levels"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+# Per-dataset training recipes: the TrainConfig fields that differ from its defaults (which are
+# the digits recipe). CIFAR follows the QCFS reference (SGD 0.1, 300 epochs, lambda0 = 8).
+RECIPES: dict[str, dict[str, Any]] = {
+    "digits": {},
+    "mnist-split": {"epochs": 20, "batch_size": 64, "lr": 0.05},
+    "mnist": {"epochs": 20, "batch_size": 128, "lr": 0.05, "width": 32},
+    "fashion-mnist": {"epochs": 40, "batch_size": 128, "lr": 0.05, "width": 32},
+    "cifar10": {"epochs": 300, "batch_size": 128, "lr": 0.1, "thresh": 8.0},
+    "cifar100": {"epochs": 300, "batch_size": 128, "lr": 0.1, "thresh": 8.0},
+}
+
+
+def recipe(dataset: str) -> dict[str, Any]:
+    """The committed training recipe for ``dataset`` (TrainConfig overrides)."""
+    return dict(RECIPES.get(dataset, {}))
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """Write ``obj`` as indented JSON atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _setup_distributed(device: str) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return rank, world, dev
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            is_weight = isinstance(module, (nn.Conv2d, nn.Linear)) and name == "weight"
+            (decay if is_weight else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _model_kwargs(config: TrainConfig, split) -> dict[str, Any]:
+    return {
+        "in_channels": split.in_channels,
+        "num_classes": split.num_classes,
+        "input_size": split.input_size,
+        "activation": config.activation,
+        "levels": int(config.levels),
+        "phi": float(config.phi),
+        "thresh": float(config.thresh),
+        "width": config.width,
+        **config.model_kwargs,
+    }
+
+
+def train(
+    config: TrainConfig,
+    *,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> Path:
+    """Train a model as configured; returns the path of the best checkpoint.
+
+    Args:
+        config: the run's configuration.
+        on_epoch_end: called as ``on_epoch_end(epoch, metrics)`` after each epoch's files are
+            written (epoch counts from 1); an exception raised there stops the run, which
+            ``resume=True`` can then continue.
+
+    Raises:
+        DatasetError: the dataset cannot be loaded.
+        CheckpointError: ``resume=True`` but ``last.pt`` is unreadable or from another run.
+    """
+    rank, world, device = _setup_distributed(config.device)
+    out = Path(config.out_dir)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+
+    split = load_dataset(config.dataset, config.data_root, seed=config.seed,
+                         download=config.download)
+    augment = config.augment if config.augment is not None else config.dataset.startswith("cifar")
+    train_set = torch_dataset(split, train=True, augment=augment)
+    x_test = torch_dataset(split, train=False).x
+    y_test = torch.as_tensor(split.y_test)
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
+                                 seed=config.seed)
+    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler,
+                        num_workers=config.num_workers, drop_last=False)
+
+    kwargs = _model_kwargs(config, split)
+    model = build_model(config.model, **kwargs).to(device)
+    groups = _param_groups(model, config.weight_decay)
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=0.9)
+    else:
+        optimizer = torch.optim.Adam(groups, lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+
+    start_epoch, best_acc, history = 0, -1.0, []
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if config.resume and last_path.is_file():
+        try:
+            state = torch.load(last_path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            start_epoch, best_acc = int(state["epoch"]), float(state["best_accuracy"])
+            history = json.loads(state["history"])
+        except (KeyError, RuntimeError, ValueError, OSError) as exc:
+            raise CheckpointError(
+                f"cannot resume from {last_path}: {exc}; it belongs to another configuration or "
+                "is corrupt: delete it or choose another --out"
+            ) from exc
+        log.info("resuming %s from epoch %d", out, start_epoch)
+
+    resolved = dataclasses.asdict(config) | {
+        "augment": augment,
+        "world_size": world,
+        "device_resolved": str(device),
+        "model_kwargs_resolved": kwargs,
+        "train_samples": len(split.y_train),
+        "test_samples": len(split.y_test),
+    }
+    if rank == 0:
+        write_json(resolved, out / "config.json")
+
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    loss_fn = nn.CrossEntropyLoss()
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        sampler.set_epoch(epoch)
+        net.train()
+        total_loss, seen, correct = 0.0, 0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                   disable=rank != 0)
+        for xb, yb in bar:
+            xb, yb = xb.to(device), yb.to(device)
+            logits = net(xb)
+            loss = loss_fn(logits, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += float(loss.detach()) * len(yb)
+            seen += len(yb)
+            correct += int((logits.argmax(1) == yb).sum())
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+        scheduler.step()
+        test_acc = evaluate_ann(model, x_test, y_test)
+        metrics = {
+            "epoch": epoch + 1,
+            "loss": total_loss / max(seen, 1),
+            "train_accuracy": correct / max(seen, 1),
+            "test_accuracy": test_acc,
+            "seconds": time.perf_counter() - t0,
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+        if not math.isfinite(metrics["loss"]):
+            log.warning("epoch %d: loss is %s; lower --lr", epoch + 1, metrics["loss"])
+        history.append(metrics)
+        if rank == 0:
+            if test_acc >= best_acc:
+                best_acc = test_acc
+                save_checkpoint(_checkpoint(config, split, kwargs, model, epoch + 1, best_acc),
+                                best_path)
+            atomic_torch_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "epoch": epoch + 1,
+                    "best_accuracy": best_acc,
+                    "history": json.dumps(history),
+                },
+                last_path,
+            )
+            write_json(history, out / "metrics.json")
+        else:
+            best_acc = max(best_acc, test_acc)
+        log.info("epoch %d/%d loss %.4f test %.4f (%.1fs)", epoch + 1, config.epochs,
+                 metrics["loss"], test_acc, metrics["seconds"])
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, metrics)
+    if world > 1:
+        dist.barrier()
+    return best_path
+
+
+def _checkpoint(config, split, kwargs, model, epoch, best_acc) -> Checkpoint:
+    return Checkpoint(
+        model=config.model,
+        model_kwargs=kwargs,
+        state_dict=model.state_dict(),
+        levels=config.levels,
+        phi=config.phi,
+        activation=config.activation,
+        dataset=config.dataset,
+        input_shape=tuple(split.x_train.shape[1:]),
+        num_classes=split.num_classes,
+        class_names=split.class_names,
+        mean=split.mean.tolist(),
+        std=split.std.tolist(),
+        epoch=epoch,
+        best_accuracy=best_acc,
+    )
