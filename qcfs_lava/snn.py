@@ -26,7 +26,15 @@ from tqdm.auto import tqdm
 from qcfs_lava.errors import UnsupportedLayerError
 from qcfs_lava.model.qcfs import QCFS
 
-__all__ = ["IFNeuron", "SNNResult", "evaluate_ann", "evaluate_snn", "simulate_snn", "to_snn"]
+__all__ = [
+    "IFNeuron",
+    "SNNResult",
+    "evaluate_ann",
+    "evaluate_snn",
+    "simulate_snn",
+    "snn_outputs",
+    "to_snn",
+]
 
 
 class IFNeuron(nn.Module):
@@ -47,7 +55,10 @@ class IFNeuron(nn.Module):
 
     def __init__(self, thresh: float | torch.Tensor, phi: float) -> None:
         super().__init__()
-        self.register_buffer("thresh", torch.as_tensor(thresh, dtype=torch.float32).reshape(1))
+        thresh = torch.as_tensor(thresh)
+        if not thresh.is_floating_point():
+            thresh = thresh.to(torch.get_default_dtype())
+        self.register_buffer("thresh", thresh.detach().clone().reshape(1))
         self.phi = float(phi)
         self.v: torch.Tensor | None = None
         self.spikes = 0.0  # total spikes since the last reset_counts()
@@ -110,6 +121,20 @@ def _neurons(snn: nn.Module) -> list[tuple[str, IFNeuron]]:
     return [(n, m) for n, m in snn.named_modules() if isinstance(m, IFNeuron)]
 
 
+@torch.no_grad()
+def snn_outputs(model: nn.Module, x_float: torch.Tensor, steps: int) -> torch.Tensor:
+    """Classifier output of the float SNN at every step, for one batch.
+
+    The SNN logits at ``T`` are ``snn_outputs(...)[:T].mean(0)``.
+
+    Shape:
+        ``x_float``: ``(N, C, H, W)``; returns ``(steps, N, num_classes)``.
+    """
+    snn = to_snn(model)
+    outputs = [snn(x_float) for _ in range(int(steps))]
+    return torch.stack(outputs)
+
+
 @dataclass
 class SNNResult:
     """Float-SNN accuracy for several ``T`` and spike rates per activation layer.
@@ -127,7 +152,8 @@ class SNNResult:
 
 def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, desc: str):
     n = len(y)
-    for start in tqdm(range(0, n, batch_size), desc=desc, leave=False, disable=n <= batch_size):
+    quiet = True if n <= batch_size else None  # None: progress only on a terminal
+    for start in tqdm(range(0, n, batch_size), desc=desc, leave=False, disable=quiet):
         yield x[start: start + batch_size], y[start: start + batch_size]
 
 

@@ -263,7 +263,7 @@ def train(
         net.train()
         total_loss, seen, correct = 0.0, 0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                   disable=rank != 0)
+                   disable=None if rank == 0 else True)
         for xb, yb in bar:
             xb, yb = xb.to(device), yb.to(device)
             logits = net(xb)

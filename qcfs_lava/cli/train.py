@@ -1,0 +1,119 @@
+"""``qcfs-lava train`` and ``qcfs-lava evaluate``: train a QCFS model, measure ANN and float SNN."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from qcfs_lava.cli.common import add_data_args, load_test_data, parse_steps
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a QCFS (or ReLU) model; resumable, torchrun-aware",
+        description="Train a model of the zoo on a dataset. Unset options take the dataset's "
+        "committed recipe (qcfs_lava.train.RECIPES), then TrainConfig's defaults. Writes "
+        "config.json, best.pt, last.pt and metrics.json into --out. Under torchrun the run is "
+        "data-parallel (gloo on CPU).",
+    )
+    p.add_argument("--model", default="cnn", help="model name (mlp, cnn, vgg11, vgg16, "
+                   "resnet18, resnet20, resnet34); default cnn")
+    p.add_argument("--dataset", default="digits", help="dataset name; default digits")
+    p.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    p.add_argument("--download", action="store_true", help="let torchvision download data")
+    p.add_argument("--out", required=True, help="output folder, e.g. runs/cnn-digits")
+    p.add_argument("--activation", choices=("qcfs", "relu"), default=None)
+    p.add_argument("--levels", type=int, default=None, help="quantization levels L")
+    p.add_argument("--phi", type=float, default=None, help="QCFS shift (0.5 or 0)")
+    p.add_argument("--thresh", type=float, default=None, help="initial threshold lambda")
+    p.add_argument("--width", type=int, default=None, help="model base width")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random crop + flip (default: on for CIFAR only)")
+    p.add_argument("--num-workers", type=int, default=None)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    p.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+    p.set_defaults(func=run_train)
+
+    e = sub.add_parser(
+        "evaluate",
+        help="ANN and float-SNN accuracy of a checkpoint",
+        description="Accuracy of the QCFS ANN and of its float SNN (SPEC section 2) for each "
+        "number of steps T, on the checkpoint's dataset unless --dataset is given.",
+    )
+    e.add_argument("checkpoint", help="checkpoint file (best.pt)")
+    e.add_argument("--steps", type=parse_steps, default=[1, 2, 4, 8, 16, 32],
+                   help="comma-separated T values; default 1,2,4,8,16,32")
+    add_data_args(e)
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--json", default=None, help="also write the results to this JSON file")
+    e.set_defaults(func=run_evaluate)
+
+
+_FIELDS = ("activation", "levels", "phi", "thresh", "width", "epochs", "batch_size", "lr",
+           "optimizer", "weight_decay", "seed", "augment", "num_workers", "device")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from qcfs_lava.train import TrainConfig, recipe, train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    options = recipe(args.dataset)
+    options.update({k: getattr(args, k) for k in _FIELDS if getattr(args, k) is not None})
+    config = TrainConfig(model=args.model, dataset=args.dataset, out_dir=args.out,
+                         data_root=args.data_root, download=args.download, resume=args.resume,
+                         **options)
+    start = time.perf_counter()
+    best = train(config)
+    print(f"best checkpoint: {best} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from qcfs_lava.checkpoint import checkpoint_sha256, load_checkpoint
+    from qcfs_lava.data import normalize
+    from qcfs_lava.snn import evaluate_ann, simulate_snn
+
+    ckpt = load_checkpoint(args.checkpoint)
+    model = ckpt.build_model()
+    x_uint8, y, split = load_test_data(args, ckpt.dataset)
+    x = normalize(x_uint8, ckpt.mean, ckpt.std) if ckpt.mean else normalize(x_uint8, split)
+    y = torch.as_tensor(y)
+    ann = evaluate_ann(model, x, y, args.batch_size)
+    result = {
+        "checkpoint": str(args.checkpoint),
+        "sha256": checkpoint_sha256(args.checkpoint),
+        "model": ckpt.model,
+        "dataset": split.name,
+        "samples": len(y),
+        "levels": ckpt.levels,
+        "phi": ckpt.phi,
+        "activation": ckpt.activation,
+        "ann_accuracy": ann,
+    }
+    print(f"{ckpt.model} on {split.name} ({len(y)} test samples), L={ckpt.levels}, "
+          f"phi={ckpt.phi}")
+    print(f"  ANN ({ckpt.activation}) accuracy: {100 * ann:.2f}%")
+    if ckpt.activation == "qcfs":
+        snn = simulate_snn(model, x, y, args.steps, args.batch_size)
+        result["snn_accuracy"] = {str(t): a for t, a in snn.accuracy.items()}
+        result["spike_rates"] = snn.spike_rates
+        for t, acc in snn.accuracy.items():
+            print(f"  float SNN T={t:<4d} accuracy: {100 * acc:.2f}%")
+    else:
+        print("  (ReLU model: no float SNN; train with --activation qcfs)")
+    if args.json:
+        from qcfs_lava.train import write_json
+
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
