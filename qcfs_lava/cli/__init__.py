@@ -21,6 +21,8 @@ COMMANDS = {
     "export": "netx_cmds",
     "report": "report_cmds",
     "sweep": "report_cmds",
+    "train": "train",
+    "evaluate": "train",
 }
 
 
