@@ -46,7 +46,8 @@ def vgg16_reference(width=2, hidden=8, classes=10, leaf="thresh", seed=0):
             _bn(sd, f"layer{s}.{4 * j + 1}", c, g)
             sd[f"layer{s}.{4 * j + 2}.{leaf}"] = _thr(g)
             cin = c
-    for i, (o, n) in zip((1, 4, 7), ((hidden, cin), (hidden, hidden), (classes, hidden)), strict=True):
+    shapes = ((hidden, cin), (hidden, hidden), (classes, hidden))
+    for i, (o, n) in zip((1, 4, 7), shapes, strict=True):
         sd[f"classifier.{i}.weight"] = torch.randn(o, n, generator=g, dtype=torch.float64) / n**0.5
         sd[f"classifier.{i}.bias"] = 0.1 * torch.randn(o, generator=g, dtype=torch.float64)
     sd[f"classifier.2.{leaf}"] = _thr(g)
@@ -173,7 +174,8 @@ def test_resnet20_import_matches_reference_snn(old):
     # QCFS thresholds and levels arrive in the model
     first = model.conv1[2]
     assert first.levels == 8 and first.phi == 0.5
-    assert torch.equal(first.thresh.detach().double(), sd["conv1.2.up" if old else "conv1.2.thresh"])
+    key = "conv1.2.up" if old else "conv1.2.thresh"
+    assert torch.equal(first.thresh.detach().double(), sd[key])
 
 
 def test_ann_forward_matches_reference_ann():
