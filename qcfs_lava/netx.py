@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ import numpy as np
 from qcfs_lava import __version__
 from qcfs_lava import hardware as hw
 from qcfs_lava.errors import NetworkValidationError, NetxFormatError
+from qcfs_lava.io import atomic_path
 from qcfs_lava.network import (
     FORMAT_VERSION,
     INPUT,
@@ -288,25 +288,16 @@ def write_netx(net: IntegerNetwork, path: str | os.PathLike, *, overwrite: bool 
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
-        NetxFormatError: the metadata cannot be stored (not JSON), or the folder is missing.
+        NetxFormatError: the metadata cannot be stored (not JSON).
     """
     import h5py
 
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    if not path.parent.is_dir():
-        raise NetxFormatError(f"cannot write {path}: folder {path.parent} does not exist")
     _metadata_json(net)  # fail before creating anything
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            _write_file(f, net)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        _write_file(f, net)
     return path
 
 

@@ -52,17 +52,17 @@ def convert_checkpoint(path: str | Path, *, steps: int | None = None):
             "(train with --activation qcfs)"
         )
     meta: dict[str, Any] = {
-        "dataset": ckpt.dataset,
-        "class_names": list(ckpt.class_names),
+        "checkpoint": Path(path).name,
+        "checkpoint_sha256": checkpoint_sha256(path),
         "model": ckpt.model,
-        "source_checkpoint": Path(path).name,
-        "source_sha256": checkpoint_sha256(path),
+        "dataset": ckpt.dataset,
+        "class_names": [str(c) for c in ckpt.class_names],
         "qcfs_lava_version": __version__,
     }
     if steps is not None:
         meta["steps"] = int(steps)
-    net, report = convert(ckpt.build_model(), tuple(ckpt.input_shape), ckpt.mean, ckpt.std,
-                          metadata=meta)
+    net, report = convert(ckpt.build_model(), tuple(ckpt.input_shape), ckpt.mean or 0.0,
+                          ckpt.std or 1.0, metadata=meta)
     return net, report, ckpt
 
 

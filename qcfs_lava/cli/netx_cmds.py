@@ -10,11 +10,7 @@ configuration and quantization report next to it (``FILE.net.json``).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,50 +40,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_inspect)
 
 
-def _write_json(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def run_export(args: argparse.Namespace) -> int:
     from qcfs_lava import __version__
-    from qcfs_lava.checkpoint import checkpoint_sha256, load_checkpoint
-    from qcfs_lava.convert import convert
     from qcfs_lava.errors import CheckpointError
+    from qcfs_lava.io import write_json
     from qcfs_lava.network import format_table
     from qcfs_lava.netx import netx_checksum, write_netx
+    from qcfs_lava.pipeline import convert_checkpoint
 
     if args.steps is not None and args.steps < 1:
         raise CheckpointError(f"--steps must be >= 1, got {args.steps}")
-    ckpt = load_checkpoint(args.checkpoint)
-    metadata: dict[str, Any] = {
-        "checkpoint_sha256": checkpoint_sha256(args.checkpoint),
-        "checkpoint": Path(args.checkpoint).name,
-        "model": ckpt.model,
-        "dataset": ckpt.dataset,
-        "class_names": [str(c) for c in ckpt.class_names],
-    }
-    if args.steps is not None:
-        metadata["steps"] = int(args.steps)
-    mean = ckpt.mean if ckpt.mean else 0.0
-    std = ckpt.std if ckpt.std else 1.0
-    net, report = convert(
-        ckpt.build_model(), tuple(ckpt.input_shape), mean, std, metadata=metadata
-    )
+    net, report, _ = convert_checkpoint(args.checkpoint, steps=args.steps)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_netx(net, out)
     config = {
         "command": "export",
         "checkpoint": str(args.checkpoint),
-        "checkpoint_sha256": metadata["checkpoint_sha256"],
+        "checkpoint_sha256": net.metadata["checkpoint_sha256"],
         "out": str(out),
         "steps": args.steps,
         "levels": net.levels,
@@ -96,7 +65,7 @@ def run_export(args: argparse.Namespace) -> int:
         "netx_checksum": netx_checksum(net),
         "quantization": report.as_dicts(),
     }
-    _write_json(config, out.with_name(out.name + ".json"))
+    write_json(out.with_name(out.name + ".json"), config)
     print(format_table(net))
     print()
     print(report.format())
