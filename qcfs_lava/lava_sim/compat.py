@@ -1,5 +1,7 @@
 """Make the stock lava-nc / lava-dl wheels importable on Python 3.11 and 3.12.
 
+Two source rewrites, applied at import time (installed files are never edited).
+
 lava-nc 0.10.0 declares ``python < 3.11``. Its only import-time breakage on newer Pythons is
 ``lava/magma/compiler/var_model.py``, whose dataclasses use an instance as a field default
 (``x: ByteEncoder = ByteEncoder()``), which :mod:`dataclasses` rejects since Python 3.11
@@ -7,6 +9,15 @@ lava-nc 0.10.0 declares ``python < 3.11``. Its only import-time breakage on newe
 :data:`sys.meta_path` finder rewrites that one module's source before it is executed::
 
     x: ByteEncoder = ByteEncoder()   ->   x: ByteEncoder = field(default_factory=ByteEncoder)
+
+The second: ``lava/magma/runtime/message_infrastructure/multiprocessing.py`` calls
+``mp.set_start_method('fork')`` at import, which raises "context has already been set" once
+anything (e.g. a tqdm progress bar, which creates a multiprocessing lock) has touched the
+default context. Lava needs 'fork', Linux's default; the call is made only when the start
+method is not already 'fork'::
+
+    mp.set_start_method('fork')   ->   (mp.get_start_method(allow_none=True) == 'fork'
+                                        or mp.set_start_method('fork', force=True))
 
 :func:`ensure_lava` installs the finder (idempotent) and checks that lava imports.
 Importing :mod:`qcfs_lava.lava_sim` calls it.
@@ -29,7 +40,7 @@ INSTALL_HINT = (
     "opencv-python-headless'<4.11' (or run `make setup`)"
 )
 
-_PATCHED_MODULES = ("lava.magma.compiler.var_model",)
+_START_METHOD = re.compile(r"^(\s*)mp\.set_start_method\('fork'\)\s*$", re.M)
 _DEFAULT_INSTANCE = re.compile(r"^(\s+\w+\s*:\s*ByteEncoder\s*)=\s*ByteEncoder\(\)\s*$", re.M)
 _lock = threading.Lock()
 _checked = False
@@ -61,12 +72,29 @@ def patch_var_model_source(source: str) -> str:
     return patched[:end] + line + patched[end:]
 
 
+def patch_start_method_source(source: str) -> str:
+    """Make lava's ``set_start_method('fork')`` a no-op when 'fork' is already in force."""
+    return _START_METHOD.sub(
+        r"\1(mp.get_start_method(allow_none=True) == 'fork' "
+        r"or mp.set_start_method('fork', force=True))",
+        source,
+    )
+
+
+_PATCHES = {
+    "lava.magma.compiler.var_model": patch_var_model_source,
+    "lava.magma.runtime.message_infrastructure.multiprocessing": patch_start_method_source,
+}
+_PATCHED_MODULES = tuple(_PATCHES)
+
+
 class _PatchingLoader(importlib.machinery.SourceFileLoader):
     """A source loader that compiles a rewritten source (and never uses the .pyc cache)."""
 
     def get_code(self, fullname):  # noqa: D102 - importlib protocol
         source = self.get_data(self.path).decode("utf-8")
-        return compile(patch_var_model_source(source), self.path, "exec", dont_inherit=True)
+        patched = _PATCHES[fullname](source)
+        return compile(patched, self.path, "exec", dont_inherit=True)
 
 
 class LavaCompatFinder(importlib.abc.MetaPathFinder):
