@@ -1,0 +1,72 @@
+"""Residual networks end to end: reference-layout ResNet-20 -> integer network -> emulator/Lava."""
+
+import numpy as np
+import pytest
+import torch
+from test_reference import resnet20_reference
+
+from qcfs_lava.convert import convert
+from qcfs_lava.emulator import emulate
+from qcfs_lava.model.reference import import_reference
+from qcfs_lava.netx import read_netx, write_netx
+from qcfs_lava.results import compare_results
+from qcfs_lava.snn import snn_outputs
+
+MEAN, STD = np.array([0.5, 0.4, 0.3]), np.array([0.25, 0.25, 0.25])
+
+
+@pytest.fixture(scope="module")
+def imported():
+    model = import_reference(resnet20_reference(width=4, seed=1), "resnet20", num_classes=10,
+                             levels=4, in_channels=3, input_size=8).eval()
+    net, report = convert(model, (3, 8, 8), MEAN, STD)
+    return model, net, report
+
+
+def test_residual_structure(imported):
+    _, net, _ = imported
+    merged = [layer for layer in net.layers if len(layer.synapses) == 2]
+    assert len(merged) == 9  # one add per basic block
+    kinds = []
+    for layer in merged:
+        short = layer.synapses[1]
+        assert short.kind == "conv" and short.kernel_size == (1, 1)
+        kinds.append("identity" if short.groups == short.weight.shape[0] else "conv1x1")
+    assert kinds.count("conv1x1") == 2 and kinds.count("identity") == 7
+    # one scale per add: both paths share the layer's exponent; the shortcut uses the 8-bit range
+    # only when it is the larger path, but it is never all zeros
+    assert all(np.abs(layer.synapses[1].weight).max() > 0 for layer in merged)
+
+
+def test_imported_resnet20_integer_snn_tracks_float_snn(imported):
+    model, net, _ = imported
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(48, 3, 8, 8)).astype(np.uint8)
+    xf = (torch.as_tensor(x, dtype=torch.float32) / 255
+          - torch.as_tensor(MEAN, dtype=torch.float32).view(-1, 1, 1)) \
+        / torch.as_tensor(STD, dtype=torch.float32).view(-1, 1, 1)
+    steps = 32
+    with torch.no_grad():
+        float_logits = snn_outputs(model, xf, steps).sum(0).numpy()
+    res = emulate(net, x, steps)
+    agree = float(np.mean(res.predictions == float_logits.argmax(1)))
+    # float potential sum vs integer potential / scale: same ranking for most samples
+    assert agree >= 0.85, f"integer SNN agrees with the float SNN on only {agree:.0%}"
+
+
+def test_residual_netx_round_trip(imported, tmp_path):
+    _, net, _ = imported
+    path = write_netx(net, tmp_path / "resnet20.net")
+    assert read_netx(path).equals(net)
+
+
+@pytest.mark.lava
+def test_imported_resnet20_lava_equals_emulator(imported):
+    from qcfs_lava.lava_sim import simulate
+
+    _, net, _ = imported
+    x = np.random.default_rng(1).integers(0, 256, size=(2, 3, 8, 8)).astype(np.uint8)
+    lava = simulate(net, x, 3, record="spikes")
+    emu = emulate(net, x, 3, record="spikes")
+    assert compare_results(lava, emu) == []
+    assert lava.spike_counts.sum() > 0
