@@ -47,7 +47,6 @@ from qcfs_lava.results import SpikeRunResult, argmax_first
 log = logging.getLogger(__name__)
 
 RECORD_CHOICES = (None, "counts", "spikes")
-_LAVA_RUNTIME_LOGGER = "lava.magma.runtime.runtime"
 
 
 @dataclass(frozen=True)
@@ -211,43 +210,59 @@ def _connect(built: LavaNetwork, syn: Synapse, layer: NeuronLayer, proc, depth: 
     built.synapses.append(conn)
 
 
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.INFO)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+def _model_tracebacks(head) -> list[str]:
+    """Tracebacks of the Lava processes that raised (lava only says "N Exception(s)")."""
+    runtime = getattr(head, "_runtime", None)
+    infra = getattr(runtime, "_messaging_infrastructure", None)
+    out = []
+    for actor in getattr(infra, "actors", ()):
+        exc = getattr(actor, "exception", None)
+        if exc:
+            out.append(str(exc[1]))
+    return out
 
 
 def _run(built: LavaNetwork, fast_conv: bool) -> dict:
     """Run the built network and read back what the neuron models recorded."""
     exceptions = {Conv: PyConvModelFast} if fast_conv else None
-    cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=exceptions,
-                       loglevel=logging.INFO)
-    capture = _Capture()
-    runtime_log = logging.getLogger(_LAVA_RUNTIME_LOGGER)
-    runtime_log.addHandler(capture)
+    cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=exceptions)
     head = built.layers[-1]
-    started = False
+    failed = False
     try:
-        try:
-            started = True
-            head.run(condition=RunSteps(num_steps=built.num_steps), run_cfg=cfg)
-        except Exception as exc:  # lava raises bare RuntimeError / exceptions from models
-            details = "\n".join(m for m in capture.messages if "Traceback" in m)
-            raise LavaSimulationError(
-                f"the Lava simulation failed: {exc}"
-                + (f"\nLava process model traceback:\n{details}" if details else "")
-            ) from exc
+        head.run(condition=RunSteps(num_steps=built.num_steps), run_cfg=cfg)
+    except Exception as exc:  # lava raises a bare RuntimeError for failures in models
+        failed = True
+        details = "\n".join(_model_tracebacks(head))
+        raise LavaSimulationError(
+            f"the Lava simulation failed: {exc}"
+            + (f"\nLava process model traceback:\n{details}" if details else "")
+        ) from exc
+    finally:
+        if failed:
+            _shutdown_after_failure(head)
+    try:
         return _read(built)
     finally:
-        runtime_log.removeHandler(capture)
-        if started:
-            try:
-                head.stop()
-            except Exception:  # noqa: BLE001 - already stopped after a failure
-                log.debug("lava runtime stop failed", exc_info=True)
+        head.stop()
+
+
+def _shutdown_after_failure(head) -> None:
+    """Release what a failed Lava run holds.
+
+    After a model raised, lava's runtime has already joined every process; its ``stop()``
+    would wait forever for replies, so only the shared memory manager and the watchdog
+    are stopped here.
+    """
+    runtime = getattr(head, "_runtime", None)
+    if runtime is None:
+        return
+    runtime._is_started = False
+    runtime._is_running = False
+    for part in ("_messaging_infrastructure", "_watchdog_manager"):
+        try:
+            getattr(runtime, part).stop()
+        except Exception:  # noqa: BLE001 - best effort clean-up of a failed run
+            log.debug("lava clean-up of %s failed", part, exc_info=True)
 
 
 def _read(built: LavaNetwork) -> dict:
