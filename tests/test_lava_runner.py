@@ -190,3 +190,24 @@ def test_model_exception_surfaces_traceback(monkeypatch):
     ], (3,))
     with pytest.raises(LavaSimulationError, match="injected failure"):
         simulate(net, np.zeros((1, 3), np.uint8), 2)
+
+
+@pytest.mark.slow
+def test_cli_simulate_check_on_a_netx_file(tmp_path, capsys):
+    from qcfs_lava.cli import main
+    from qcfs_lava.netx import write_netx
+
+    rng = np.random.default_rng(7)
+    net = _net([
+        _layer(rng, "conv1", (4, 4, 4), [Synapse(INPUT, "conv", _w(rng, (4, 1, 3, 3), 30),
+                                                 stride=2, padding=1)], e=0, vth=300),
+        _layer(rng, "out", (10,), [Synapse(0, "dense", _w(rng, (10, 64)))], e=2,
+               spiking=False),
+    ], (1, 8, 8))
+    path = write_netx(net, tmp_path / "tiny.net")
+    out_json = tmp_path / "sim.json"
+    code = main(["simulate", str(path), "--dataset", "digits", "--steps", "3",
+                 "--samples", "3", "--check", "--json", str(out_json)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "Lava equals the emulator" in text and out_json.exists()

@@ -17,12 +17,14 @@ from qcfs_lava import __version__
 COMMANDS = {
     "demo": "demo",
     "emulate": "emulate",
+    "import-reference": "reference_cmd",
     "inspect": "netx_cmds",
     "export": "netx_cmds",
     "report": "report_cmds",
     "sweep": "report_cmds",
     "train": "train",
     "evaluate": "train",
+    "simulate": "simulate",
 }
 
 
