@@ -70,3 +70,22 @@ def test_imported_resnet20_lava_equals_emulator(imported):
     emu = emulate(net, x, 3, record="spikes")
     assert compare_results(lava, emu) == []
     assert lava.spike_counts.sum() > 0
+
+
+def test_import_reference_command_then_export_and_emulate(tmp_path):
+    """reference state dict file -> qcfs-lava checkpoint -> NetX -> emulator."""
+    from qcfs_lava.cli import main
+
+    sd_path = tmp_path / "resnet20_ref.pth"
+    torch.save({f"module.{k}": v.float() for k, v in resnet20_reference(width=4).items()},
+               sd_path)
+    ckpt = tmp_path / "resnet20.pt"
+    assert main(["import-reference", str(sd_path), "--arch", "resnet20", "--levels", "4",
+                 "--dataset", "cifar10", "--input-size", "8", "--out", str(ckpt)]) == 0
+    out = tmp_path / "resnet20.net"
+    assert main(["export", str(ckpt), "--out", str(out), "--steps", "8"]) == 0
+    net = read_netx(out)
+    assert net.metadata["dataset"] == "cifar10"
+    assert sum(len(layer.synapses) == 2 for layer in net.layers) == 9
+    x = np.random.default_rng(2).integers(0, 256, size=(4, 3, 8, 8)).astype(np.uint8)
+    assert emulate(net, x, 8).potentials.shape == (4, 10)

@@ -41,7 +41,10 @@ _VGG_UNIT = 4  # conv, BN, activation, Dropout in the reference; conv, BN, activ
 _OURS_UNIT = 3
 
 
-def _load(state_dict_or_path: Mapping[str, torch.Tensor] | str | Path) -> dict[str, torch.Tensor]:
+def load_reference(
+    state_dict_or_path: Mapping[str, torch.Tensor] | str | Path,
+) -> dict[str, torch.Tensor]:
+    """A reference state dict (from a file, loaded with ``weights_only=True``, or as given)."""
     if isinstance(state_dict_or_path, (str, Path)):
         path = Path(state_dict_or_path)
         if not path.is_file():
@@ -121,6 +124,32 @@ def _shape(sd: Mapping[str, torch.Tensor], key: str, arch: str) -> torch.Size:
     return sd[key].shape
 
 
+def reference_model_kwargs(
+    sd: Mapping[str, torch.Tensor],
+    arch: str,
+    num_classes: int,
+    levels: int,
+    in_channels: int = 3,
+    input_size: int = 32,
+) -> dict:
+    """The :func:`~qcfs_lava.model.zoo.build_model` arguments matching reference weights.
+
+    Widths are read from the weights (the first conv's output channels; VGG's hidden size).
+    """
+    if arch.startswith("vgg"):
+        first = _shape(sd, "layer1.0.weight", arch)
+        extra = {"hidden": int(_shape(sd, "classifier.1.weight", arch)[0])}
+    else:
+        first = _shape(sd, "conv1.0.weight", arch)
+        extra = {}
+    if first[1] != in_channels:
+        raise CheckpointError(
+            f"reference {arch} takes {first[1]} input channels, not in_channels={in_channels}"
+        )
+    return dict(in_channels=in_channels, num_classes=num_classes, input_size=input_size,
+                activation="qcfs", levels=levels, phi=0.5, width=int(first[0]), **extra)
+
+
 def import_reference(
     state_dict_or_path: Mapping[str, torch.Tensor] | str | Path,
     arch: str,
@@ -152,22 +181,10 @@ def import_reference(
         raise CheckpointError(
             f"unknown reference arch {arch!r}; choose one of {', '.join(REFERENCE_ARCHS)}"
         )
-    sd = _load(state_dict_or_path)
-    if arch.startswith("vgg"):
-        first = _shape(sd, "layer1.0.weight", arch)
-        hidden = _shape(sd, "classifier.1.weight", arch)[0]
-        extra = {"hidden": int(hidden)}
-    else:
-        first = _shape(sd, "conv1.0.weight", arch)
-        extra = {}
-    if first[1] != in_channels:
-        raise CheckpointError(
-            f"reference {arch} takes {first[1]} input channels, not in_channels={in_channels}"
-        )
+    sd = load_reference(state_dict_or_path)
+    kwargs = reference_model_kwargs(sd, arch, num_classes, levels, in_channels, input_size)
     try:
-        model = build_model(arch, in_channels=in_channels, num_classes=num_classes,
-                            input_size=input_size, activation="qcfs", levels=levels, phi=0.5,
-                            width=int(first[0]), **extra)
+        model = build_model(arch, **kwargs)
     except ValueError as exc:
         raise CheckpointError(f"cannot build {arch} for the reference weights: {exc}") from exc
     renamed, foreign = convert_reference_keys(sd, arch)
@@ -182,7 +199,7 @@ def import_reference(
     if missing or unexpected or mismatched:
         raise CheckpointError(
             f"reference {arch} weights do not fit (num_classes={num_classes}, "
-            f"input_size={input_size}, width={int(first[0])}): missing {missing}; unexpected "
+            f"input_size={input_size}, width={kwargs['width']}): missing {missing}; unexpected "
             f"{unexpected}; wrong shape {mismatched}. Check arch, num_classes and input_size."
         )
     merged = {k: renamed.get(k, v).reshape(v.shape).to(v.dtype) for k, v in ours.items()}
