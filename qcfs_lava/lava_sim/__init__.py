@@ -11,7 +11,7 @@ Example::
     result = simulate(net, x_uint8, steps=16, labels=y, record="counts")
 """
 
-from qcfs_lava.lava_sim.compat import ensure_lava
+from qcfs_lava.lava_sim.compat import ensure_lava, ensure_lava_dl
 
 ensure_lava()
 
@@ -21,4 +21,4 @@ from qcfs_lava.lava_sim.runner import (  # noqa: E402
     simulate,
 )
 
-__all__ = ["LavaRunConfig", "build_network", "ensure_lava", "simulate"]
+__all__ = ["LavaRunConfig", "build_network", "ensure_lava", "ensure_lava_dl", "simulate"]
