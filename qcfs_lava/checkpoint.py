@@ -10,8 +10,6 @@ loads with ``torch.load(..., weights_only=True)``. Keys: ``format`` (:data:`FORM
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from qcfs_lava.errors import CheckpointError
+from qcfs_lava.io import save_torch
 
 __all__ = ["FORMAT", "VERSION", "Checkpoint", "checkpoint_sha256", "load_checkpoint",
            "save_checkpoint"]
@@ -98,24 +97,9 @@ class Checkpoint:
         }
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
     """Write ``checkpoint`` atomically to ``path``."""
-    return atomic_torch_save(checkpoint.to_dict(), path)
+    return save_torch(checkpoint.to_dict(), path)
 
 
 _REQUIRED = ("model", "model_kwargs", "state_dict", "levels", "phi", "activation", "dataset",

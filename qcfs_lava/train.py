@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,13 +34,14 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from qcfs_lava.checkpoint import Checkpoint, atomic_torch_save, save_checkpoint
+from qcfs_lava.checkpoint import Checkpoint, save_checkpoint
 from qcfs_lava.data import load_dataset, torch_dataset
 from qcfs_lava.errors import CheckpointError
+from qcfs_lava.io import save_torch, write_json
 from qcfs_lava.model.zoo import build_model
 from qcfs_lava.snn import evaluate_ann
 
-__all__ = ["RECIPES", "TrainConfig", "recipe", "train", "write_json"]
+__all__ = ["RECIPES", "TrainConfig", "recipe", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -123,22 +123,6 @@ RECIPES: dict[str, dict[str, Any]] = {
 def recipe(dataset: str) -> dict[str, Any]:
     """The committed training recipe for ``dataset`` (TrainConfig overrides)."""
     return dict(RECIPES.get(dataset, {}))
-
-
-def write_json(obj: Any, path: str | Path) -> Path:
-    """Write ``obj`` as indented JSON atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def _setup_distributed(device: str) -> tuple[int, int, torch.device]:
@@ -249,7 +233,7 @@ def train(
         "test_samples": len(split.y_test),
     }
     if rank == 0:
-        write_json(resolved, out / "config.json")
+        write_json(out / "config.json", resolved, sort_keys=True)
 
     net: nn.Module = model
     if world > 1:
@@ -293,7 +277,7 @@ def train(
                 best_acc = test_acc
                 save_checkpoint(_checkpoint(config, split, kwargs, model, epoch + 1, best_acc),
                                 best_path)
-            atomic_torch_save(
+            save_torch(
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -305,7 +289,7 @@ def train(
                 },
                 last_path,
             )
-            write_json(history, out / "metrics.json")
+            write_json(out / "metrics.json", history, sort_keys=True)
         else:
             best_acc = max(best_acc, test_acc)
         log.info("epoch %d/%d loss %.4f test %.4f (%.1fs)", epoch + 1, config.epochs,

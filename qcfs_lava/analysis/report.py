@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,9 +35,9 @@ from qcfs_lava.analysis.energy import (
     format_energy_table,
 )
 from qcfs_lava.errors import AnalysisError, LavaUnavailableError
+from qcfs_lava.io import to_jsonable, write_json, write_text
 
-__all__ = ["ReportConfig", "ReportResult", "make_report", "write_json_atomic",
-           "write_text_atomic"]
+__all__ = ["ReportConfig", "ReportResult", "make_report"]
 
 log = logging.getLogger(__name__)
 
@@ -128,42 +126,6 @@ class ReportResult:
     data: dict[str, Any]
     counts: dict[int, OpCounts]
     energy: dict[int, EnergyEstimate]
-
-
-def write_text_atomic(text: str, path: str | Path) -> Path:
-    """Write ``text`` to a temporary file next to ``path``, then ``os.replace`` it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
-def write_json_atomic(obj: Any, path: str | Path) -> Path:
-    """Write ``obj`` as indented JSON (numpy values converted), atomically."""
-    return write_text_atomic(json.dumps(_jsonable(obj), indent=2) + "\n", path)
 
 
 def _pct(v: float | None) -> str:
@@ -344,10 +306,10 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
         "breakdown": {t: b.to_dict() for t, b in breakdowns.items()},
         "plots": [p.name for p in plot_paths],
     }
-    data = _jsonable(data)
-    md_path = write_text_atomic(_markdown(data, counts[tb], energy[tb], constants, qreport),
-                                out / "report.md")
-    json_path = write_json_atomic(data, out / "report.json")
+    data = to_jsonable(data)
+    md_path = write_text(out / "report.md",
+                         _markdown(data, counts[tb], energy[tb], constants, qreport))
+    json_path = write_json(out / "report.json", data)
     return ReportResult(out, md_path, json_path, plot_paths, data, counts, energy)
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from qcfs_lava.analysis import plots
-from qcfs_lava.analysis.report import write_json_atomic, write_text_atomic
 from qcfs_lava.errors import AnalysisError
+from qcfs_lava.io import write_json, write_text
 
 __all__ = ["SweepConfig", "SweepResult", "run_sweep"]
 
@@ -213,8 +213,8 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, *, progress: bool = Fals
         "snn_levels_vs_steps": exp3,
         "plots": [p.name for p in plot_paths],
     }
-    json_path = write_json_atomic(data, out / "sweep.json")
-    md_path = write_text_atomic(_markdown(config, n, exp1, exp2, exp3), out / "sweep.md")
+    json_path = write_json(out / "sweep.json", data)
+    md_path = write_text(out / "sweep.md", _markdown(config, n, exp1, exp2, exp3))
     return SweepResult(out, json.loads(json_path.read_text()), json_path, md_path, plot_paths)
 
 

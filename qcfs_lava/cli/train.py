@@ -112,8 +112,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         print("  (ReLU model: no float SNN; train with --activation qcfs)")
     if args.json:
-        from qcfs_lava.train import write_json
+        from qcfs_lava.io import write_json
 
-        write_json(result, args.json)
+        write_json(args.json, result, sort_keys=True)
         print(f"wrote {args.json}")
     return 0
