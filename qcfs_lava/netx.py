@@ -59,6 +59,7 @@ __all__ = [
     "netx_checksum",
     "netx_layer_types",
     "is_lava_dl_sequential",
+    "neuron_from_group",
 ]
 
 # NetX vocabulary (lava/lib/dl/netx/hdf5.py: Network._create).
@@ -179,6 +180,35 @@ def _metadata_json(net: IntegerNetwork) -> str:
             "from JSON (tuples become lists, int keys become str); store lists and str keys"
         )
     return text
+
+
+def neuron_from_group(group) -> dict[str, Any] | None:
+    """Our neuron's parameters from a NetX ``neuron`` group.
+
+    Args:
+        group: the group as h5py opens it, or as lava-dl's reader hands it (a
+            ``lava.lib.dl.netx.utils.NetDict``).
+
+    Returns:
+        ``{"weight_exp", "v_init", "vth_mant"}`` (``vth_mant`` None for the non-spiking
+        output layer), or None when the group describes another neuron type.
+    """
+    g = getattr(group, "f", group)
+
+    def value(key: str):
+        v = g[key][()]
+        if isinstance(v, np.ndarray):
+            v = v.reshape(-1)[0]
+        return v.decode("ascii") if isinstance(v, bytes) else v
+
+    if value("type") != NEURON_TYPE:
+        return None
+    spiking = bool(int(value("spiking")))
+    return {
+        "weight_exp": int(value("weightExp")),
+        "v_init": int(value("vInit")),
+        "vth_mant": int(value("vThMant")) if spiking else None,
+    }
 
 
 # --------------------------------------------------------------------------- writing

@@ -97,6 +97,9 @@ class QcfsNeuron(_QcfsBase):
 class QcfsOutput(_QcfsBase):
     """The non-spiking output layer: integrates, and records ``v(T) - v_init`` per sample.
 
+    Its ``s_out`` port only ever carries zeros (the output layer never spikes); it exists so
+    that lava-dl's NetX blocks, which wire every neuron's ``s_out``, can hold it.
+
     Args: as :class:`QcfsNeuron`, without ``vth`` and ``record``.
     """
 
@@ -105,6 +108,7 @@ class QcfsOutput(_QcfsBase):
         super().__init__(shape=shape, weight_exp=weight_exp, bias=bias, v_init=v_init,
                          steps=steps, offset=offset, num_samples=num_samples, name=name)
         self.potentials = Var(shape=(int(num_samples),) + self.proc_params["shape"], init=0)
+        self.s_out = OutPort(shape=self.proc_params["shape"])
 
 
 class _PyQcfsModelBase(PyLoihiProcessModel):
@@ -196,9 +200,11 @@ class PyQcfsOutputModelFixed(_PyQcfsModelBase):
     """Bit-accurate CPU model of :class:`QcfsOutput`."""
 
     potentials: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=25)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
 
     def run_spk(self) -> None:
         acc = self.a_in.recv()
+        self.s_out.send(np.zeros(self.v.shape, dtype=np.int32))
         where = self._window()
         if where is None:
             return
