@@ -12,7 +12,9 @@ from __future__ import annotations
 # [-2**8, 2**8 - 1] and, for mixed-sign 8-bit weights, truncates the lowest bit
 # (lava/utils/weightutils.py: truncate_weights). The values that survive unchanged
 # are the even integers in [-256, 254]: slayer's convention, stored value = 2 * q
-# with q a signed 8-bit integer. We store every weight that way, in every layer.
+# with q a signed 8-bit integer. We store every weight that way, in every layer. (A matrix
+# with no positive entry would be taken as inhibitory-only, where -256 becomes -255; our
+# Lava runner therefore always passes the mixed sign mode.)
 WEIGHT_PRECISION_BITS = 8
 WEIGHT_MIN = -256
 WEIGHT_MAX = 254
