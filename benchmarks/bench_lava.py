@@ -1,19 +1,20 @@
 """Lava simulator throughput: our QCFS neuron vs lava's stock LIF, fast vs stock Conv.
 
-A digits-sized CNN (input 1x8x8, conv 16x8x8, conv 32x4x4, dense 10: the topology of the
-`demo` network) is built from Lava processes and run on the first samples of the digits test
-split, all samples streamed through one Lava run. Measured, in the same process:
+An exported network (default: the committed digits cnn, ``netx_exports/digits-cnn.net``; pass
+``--netx`` for another, e.g. the MNIST-split cnn) is built from Lava processes and run on the
+first samples of its dataset's test split, all samples streamed through one Lava run.
+Measured, in the same process:
 
 - ``qcfs_fast_conv``: our QcfsNeuron layers, lava's Conv run by the fast exact numpy model;
 - ``qcfs_stock_conv``: the same, with lava's stock (scipy) fixed-point Conv model;
 - ``lif_fast_conv``: the same synapses with lava's stock bit-accurate LIF neurons (what
   lava-dl's NetX would instantiate; no per-sample reset, so the spikes differ, the work
-  per step is comparable).
+  per step is comparable): the runtime's own floor.
 
 Wall time includes Lava's compile and start-up (as a user sees it); ``steps_per_s`` is
-Lava time steps per second. Writes benchmarks/results/lava.json.
+Lava time steps per second. Writes benchmarks/results/lava-<network>.json.
 
-    .venv/bin/python benchmarks/bench_lava.py [--samples 64] [--steps 8] [--repeats 2]
+    .venv/bin/python benchmarks/bench_lava.py [--netx FILE.net] [--samples 64] [--steps 8]
 """
 
 from __future__ import annotations
@@ -27,29 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from qcfs_lava.io import write_json
-from qcfs_lava.network import INPUT, IntegerNetwork, NeuronLayer, Synapse
+from qcfs_lava.network import IntegerNetwork
 
 OUT = Path(__file__).parent / "results" / "lava.json"
-
-
-def digits_network(seed: int = 0) -> IntegerNetwork:
-    """Random integers on the demo CNN's topology (the speed does not depend on training)."""
-    rng = np.random.default_rng(seed)
-
-    def w(shape, half):
-        return 2 * rng.integers(-half, half + 1, size=shape)
-
-    layers = (
-        NeuronLayer("conv1", (16, 8, 8), (Synapse(INPUT, "conv", w((16, 1, 3, 3), 60),
-                                                  padding=1),), -1,
-                    rng.integers(-200, 200, 16), 500, 500 << 5),
-        NeuronLayer("conv2", (32, 4, 4), (Synapse(0, "conv", w((32, 16, 6, 6), 40), stride=2,
-                                                  padding=2),), 6,
-                    rng.integers(-200, 200, 32), 900, 900 << 5),
-        NeuronLayer("fc3", (10,), (Synapse(1, "dense", w((10, 512), 60)),), 4,
-                    np.zeros(10, int), None, 0),
-    )
-    return IntegerNetwork((1, 8, 8), layers, levels=4, phi=0.5)
+EXAMPLE = Path(__file__).resolve().parents[1] / "netx_exports" / "digits-cnn.net"
 
 
 def run_lif(net: IntegerNetwork, x: np.ndarray, steps: int) -> float:
@@ -89,14 +71,19 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=64)
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--out", default=str(OUT))
+    p.add_argument("--netx", default=str(EXAMPLE), help="exported network to run")
+    p.add_argument("--dataset", default=None, help="default: the one recorded in the file")
+    p.add_argument("--out", default=None, help="default: results/lava-<file stem>.json")
     args = p.parse_args(argv)
 
     from qcfs_lava.data import load_dataset
     from qcfs_lava.lava_sim import LavaRunConfig, simulate
+    from qcfs_lava.netx import read_netx
 
-    net = digits_network()
-    x = load_dataset("digits").x_test[: args.samples]
+    net = read_netx(args.netx)
+    dataset = args.dataset or net.metadata.get("dataset", "digits")
+    x = load_dataset(dataset).x_test[: args.samples]
+    out_path = args.out or OUT.with_name(f"lava-{Path(args.netx).stem}.json")
     lava_steps = len(x) * args.steps + net.depths()[-1]
     runs = {
         "qcfs_fast_conv": lambda: simulate(net, x, args.steps).extra["wall_s"],
@@ -114,7 +101,9 @@ def main(argv=None) -> int:
               f"{lava_steps / best:7.1f} Lava steps/s")
     out = {
         "benchmark": "lava",
-        "network": "digits CNN topology 1x8x8 -> conv16x8x8 -> conv32x4x4 -> dense10",
+        "network": str(args.netx),
+        "dataset": dataset,
+        "layers": [f"{layer.name} {'x'.join(map(str, layer.shape))}" for layer in net.layers],
         "samples": len(x),
         "steps": args.steps,
         "lava_steps_per_run": lava_steps,
@@ -128,8 +117,8 @@ def main(argv=None) -> int:
                     "processor": platform.processor()},
         "note": "wall time includes Lava compile and process start-up; CPU only",
     }
-    write_json(args.out, out)
-    print(f"wrote {args.out}")
+    write_json(out_path, out)
+    print(f"wrote {out_path}")
     return 0
 
 

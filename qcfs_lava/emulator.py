@@ -7,11 +7,17 @@ provably loses nothing:
   integer below ``2**24`` in magnitude (bound: ``max_out sum |w| * max_input``, checked per
   synapse when the network is compiled), otherwise in float64 (exact below ``2**53``);
   TF32 is switched off, and on GPUs convolutions run as unfold + matmul (no Winograd/FFT);
-- the shift ``acc * 2**e`` / ``floor(acc / 2**-e)`` and the membrane run in float64,
-  where every value that occurs (``|acc| * 2**13 < 2**53``) is an exact integer.
+- the shift ``acc * 2**e`` / ``floor(acc / 2**-e)`` runs in the sum's dtype (a product by
+  a power of two, exact); the result is clipped to +-2**25 (beyond that the membrane
+  saturates whatever the exact value) and the membrane runs in int32.
 
 The input layer's synaptic sums do not change over the ``T`` steps (the image is sent
 every step), so they are computed once per batch.
+
+Folding an average pool into the next conv or linear layer makes its kernel constant over
+``s x s`` blocks (a 2x2 pool + 3x3 conv is a 6x6 stride-2 conv). Such a synapse is run
+exactly as an integer sum-pool followed by the small kernel, which costs what the float
+model's pool + conv costs instead of ``s**2`` times more.
 """
 
 from __future__ import annotations
@@ -42,9 +48,12 @@ class _CompiledSynapse:
     dilation: tuple[int, int]
     groups: int
     unfold_conv: bool
+    pool: tuple[int, int] | None = None
 
     def __call__(self, s: torch.Tensor) -> torch.Tensor:
         s = s.to(self.weight.dtype)
+        if self.pool is not None:  # exact integer sums over s x s blocks
+            s = F.avg_pool2d(s, self.pool, self.pool, divisor_override=1)
         if self.kind == "dense":
             return s.reshape(s.shape[0], -1) @ self.weight.T
         if not self.unfold_conv:
@@ -68,21 +77,86 @@ def _conv_unfold(s, w, stride, padding, dilation, groups) -> torch.Tensor:
 
 
 def _compile(net: IntegerNetwork, device: torch.device) -> list[list[_CompiledSynapse]]:
-    compiled = []
-    for layer in net.layers:
-        syns = []
-        for syn in layer.synapses:
-            syns.append(_compile_synapse(syn, device))
-        compiled.append(syns)
-    return compiled
+    return [[_compile_synapse(syn, net.source_shape(syn.source), device)
+             for syn in layer.synapses] for layer in net.layers]
 
 
-def _compile_synapse(syn: Synapse, device: torch.device) -> _CompiledSynapse:
+def _block_constant(w: np.ndarray, sh: int, sw: int) -> np.ndarray | None:
+    """``w[..., H, W]`` reduced to one value per ``sh x sw`` block, if it is block-constant."""
+    h, wd = w.shape[-2:]
+    if h % sh or wd % sw:
+        return None
+    blocks = w.reshape(*w.shape[:-2], h // sh, sh, wd // sw, sw)
+    small = blocks[..., :, 0, :, 0]
+    if not np.array_equal(blocks, np.broadcast_to(small[..., :, None, :, None], blocks.shape)):
+        return None
+    return np.ascontiguousarray(small)
+
+
+def _factor_pool(syn: Synapse, in_shape: tuple[int, ...]):
+    """``(pool, weight, stride, padding)`` running ``syn`` as sum-pool + small kernel, or None.
+
+    A conv (dilation 1) with stride, padding and kernel all multiples of ``(sh, sw)`` and a
+    kernel constant over ``sh x sw`` blocks equals a sum-pool of stride ``(sh, sw)`` followed
+    by the reduced kernel; a dense synapse from ``(C, H, W)`` likewise when its weights are
+    constant over blocks of the source map. The source must tile exactly.
+    """
+    if len(in_shape) != 3:
+        return None
+    _, h, wd = in_shape
+    if syn.kind == "conv":
+        if syn.dilation != (1, 1):
+            return None
+        cands = [(a, b) for a in (4, 3, 2, 1) for b in (4, 3, 2, 1)
+                 if (a, b) != (1, 1) and syn.stride[0] % a == 0 and syn.stride[1] % b == 0
+                 and syn.padding[0] % a == 0 and syn.padding[1] % b == 0
+                 and h % a == 0 and wd % b == 0]
+        for sh, sw in cands:
+            small = _block_constant(syn.weight, sh, sw)
+            if small is not None:
+                return ((sh, sw), small, (syn.stride[0] // sh, syn.stride[1] // sw),
+                        (syn.padding[0] // sh, syn.padding[1] // sw))
+        return None
+    for sh, sw in [(a, b) for a in (4, 3, 2) for b in (4, 3, 2)]:
+        if h % sh or wd % sw:
+            continue
+        small = _block_constant(syn.weight.reshape(-1, *in_shape), sh, sw)
+        if small is not None:
+            return (sh, sw), small.reshape(small.shape[0], -1), (1, 1), (0, 0)
+    return None
+
+
+def _compile_synapse(syn: Synapse, in_shape: tuple[int, ...],
+                     device: torch.device) -> _CompiledSynapse:
     max_in = hw.INPUT_MAX if syn.source == INPUT else 1
+    # the bound on partial sums is the same with or without the pool factorization:
+    # sum |w_small| * (s_h * s_w * max_in) = sum |w| * max_in
     dtype = torch.float32 if syn.max_abs_sum(max_in) < FLOAT32_EXACT else torch.float64
-    w = torch.tensor(syn.weight, dtype=dtype, device=device)
-    return _CompiledSynapse(syn.source, syn.kind, w, syn.stride, syn.padding, syn.dilation,
-                            syn.groups, unfold_conv=device.type != "cpu")
+    pool, weight, stride, padding = None, syn.weight, syn.stride, syn.padding
+    factored = _factor_pool(syn, in_shape)
+    if factored is not None:
+        pool, weight, stride, padding = factored
+    w = torch.tensor(weight, dtype=dtype, device=device)
+    return _CompiledSynapse(syn.source, syn.kind, w, stride, padding, syn.dilation,
+                            syn.groups, unfold_conv=device.type != "cpu", pool=pool)
+
+
+# |v| <= 2**23 and |bias| < 2**18, so any |a| beyond 2**25 saturates the membrane whatever
+# its exact value: clipping a there keeps every result (and the saturation count) while
+# v + a + bias fits int32.
+_A_LIMIT = float(1 << 25)
+
+
+def _shift(acc: torch.Tensor, mult: float, e: int) -> torch.Tensor:
+    """``a = acc * 2**e`` (floor for ``e < 0``), clipped to +-2**25, as int32.
+
+    ``acc`` holds exact integers (float32 below 2**24 or float64), so the product by a power
+    of two and the floor are exact.
+    """
+    a = acc * mult
+    if e < 0:
+        a = torch.floor(a)
+    return a.clamp_(-_A_LIMIT, _A_LIMIT).to(torch.int32)
 
 
 @contextlib.contextmanager
@@ -159,11 +233,11 @@ def emulate(
               if record == "spikes" else None)
     params = [
         (
-            torch.tensor(np.array(lay.bias), dtype=torch.float64, device=device),
-            float(lay.v_th) if lay.spiking else None,
-            float(lay.v_init),
+            torch.tensor(np.array(lay.bias), dtype=torch.int32, device=device),
+            lay.v_th,
             2.0 ** lay.weight_exp,
             lay.weight_exp,
+            all(syn.source == INPUT for syn in lay.synapses),
         )
         for lay in net.layers
     ]
@@ -173,41 +247,46 @@ def emulate(
             hi = min(lo + batch_size, n)
             xb = torch.as_tensor(x[lo:hi], device=device).to(torch.float32)
             b = hi - lo
-            # Synaptic sums from the input are the same every step.
+            # Synaptic sums from the input are the same every step: computed once, and for a
+            # layer fed only by the input its whole drive a + bias is computed once.
             fixed = [
                 sum((syn(xb).to(torch.float64) for syn in syns if syn.source == INPUT),
                     start=torch.zeros((), dtype=torch.float64, device=device))
                 for syns in compiled
             ]
-            v = [torch.full((b, *lay.shape), p[2], dtype=torch.float64, device=device)
-                 for lay, p in zip(net.layers, params, strict=True)]
+            drive = [_shift(fixed[li], p[2], p[3]) + p[0] if p[4] else None
+                     for li, p in enumerate(params)]
+            v = [torch.full((b, *lay.shape), lay.v_init, dtype=torch.int32, device=device)
+                 for lay in net.layers]
             counts = [torch.zeros((b, *lay.shape), dtype=torch.int32, device=device)
                       for lay in hidden]
             sat = torch.zeros((b, len(net.layers)), dtype=torch.int64, device=device)
             for t in range(steps):
                 out: list[torch.Tensor] = []
-                for li, (syns, (bias, v_th, _, mult, e)) in enumerate(
+                for li, (syns, (bias, v_th, mult, e, _)) in enumerate(
                         zip(compiled, params, strict=True)):
-                    acc = fixed[li]
-                    for syn in syns:
-                        if syn.source != INPUT:
-                            acc = acc + syn(out[syn.source]).to(torch.float64)
-                    a = acc * mult
-                    if e < 0:
-                        a = torch.floor(a)
-                    vl = v[li] + a + bias
-                    over = (vl > hw.STATE_MAX) | (vl < hw.STATE_MIN)
-                    sat[:, li] += over.reshape(b, -1).sum(1)
-                    vl = vl.clamp_(hw.STATE_MIN, hw.STATE_MAX)
+                    if drive[li] is not None:
+                        vl = v[li] + drive[li]
+                    else:
+                        acc = fixed[li]
+                        for syn in syns:
+                            if syn.source != INPUT:
+                                acc = acc + syn(out[syn.source])
+                        vl = v[li] + _shift(acc, mult, e) + bias
+                    low, high = torch.aminmax(vl)
+                    if low < hw.STATE_MIN or high > hw.STATE_MAX:
+                        over = (vl > hw.STATE_MAX) | (vl < hw.STATE_MIN)
+                        sat[:, li] += over.reshape(b, -1).sum(1)
+                        vl = vl.clamp_(hw.STATE_MIN, hw.STATE_MAX)
                     if v_th is not None:
                         s = vl >= v_th
-                        vl = vl - s * v_th
+                        vl = torch.where(s, vl - v_th, vl)
                         counts[li] += s
                         if spikes is not None:
                             spikes[li][lo:hi, t] = s.cpu().numpy()
                         out.append(s.to(torch.float32))
                     v[li] = vl
-            pot = (v[-1] - params[-1][2]).reshape(b, -1)
+            pot = (v[-1] - net.layers[-1].v_init).reshape(b, -1)
             potentials[lo:hi] = pot.cpu().numpy().astype(np.int64)
             for li, c in enumerate(counts):
                 spike_counts[lo:hi, li] = c.reshape(b, -1).sum(1).cpu().numpy()

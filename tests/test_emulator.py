@@ -47,3 +47,24 @@ def test_rejects_wrong_input_shape_and_values():
         emulate(net, np.full((2, 12), 300), 2)
     with pytest.raises(NetworkValidationError, match="steps"):
         emulate(net, np.zeros((2, 12), np.uint8), 0)
+
+
+def test_pool_folded_synapses_run_factored_and_exact():
+    """Converted pool+conv / pool+linear synapses take the sum-pool path and stay exact."""
+    import torch
+    from test_convert import small_cnn
+
+    from qcfs_lava.convert import convert
+    from qcfs_lava.emulator import _compile
+
+    net, _ = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4)
+    compiled = _compile(net, torch.device("cpu"))
+    assert compiled[1][0].pool == (2, 2) and compiled[1][0].weight.shape[2:] == (3, 3)
+    assert compiled[2][0].pool == (2, 2) and compiled[2][0].weight.shape == (5, 6 * 2 * 2)
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, size=(6, 2, 8, 8), dtype=np.uint8)
+    pots, trains = reference_run(net, x, 5)
+    res = emulate(net, x, 5, record="spikes")
+    np.testing.assert_array_equal(res.potentials, pots)
+    for got, want in zip(res.spikes, trains, strict=True):
+        np.testing.assert_array_equal(got, want)
