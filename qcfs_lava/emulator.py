@@ -171,22 +171,6 @@ def _exact_matmul():
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
-def _check_input(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim == len(net.input_shape):
-        x = x[None]
-    if tuple(x.shape[1:]) != net.input_shape:
-        raise NetworkValidationError(
-            f"input batch has sample shape {tuple(x.shape[1:])}, the network expects "
-            f"{net.input_shape}"
-        )
-    if x.dtype != np.uint8:
-        if x.size and (x.min() < 0 or x.max() > hw.INPUT_MAX or not np.array_equal(x, np.round(x))):
-            raise NetworkValidationError("inputs must be unsigned 8-bit integers (0..255)")
-        x = x.astype(np.uint8)
-    return x
-
-
 def emulate(
     net: IntegerNetwork,
     x: np.ndarray,
@@ -219,7 +203,7 @@ def emulate(
     if record not in (None, "counts", "spikes"):
         raise ValueError(f"record must be None, 'counts' or 'spikes', got {record!r}")
     steps = int(steps)
-    x = _check_input(net, x)
+    x = net.check_input(x)
     device = torch.device(device)
     compiled = _compile(net, device)
     hidden = net.layers[:-1]

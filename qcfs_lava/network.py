@@ -311,6 +311,32 @@ class IntegerNetwork:
                         "model clamps to; quantize with fewer weight bits"
                     )
 
+    def check_input(self, x) -> np.ndarray:
+        """Validate a batch of inputs and return it as uint8.
+
+        Shape: ``x`` is ``(N, *input_shape)``, unsigned 8-bit pixel values (any integer
+        dtype holding values in [0, 255]).
+
+        Raises:
+            NetworkValidationError: wrong shape, non-integer dtype or values out of range.
+        """
+        x = np.asarray(x)
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise NetworkValidationError(
+                f"input must have shape (N, {', '.join(map(str, self.input_shape))}), got "
+                f"{x.shape} (sample shape {tuple(x.shape[1:])})"
+            )
+        if x.dtype.kind not in "ui":
+            raise NetworkValidationError(
+                f"input must be unsigned 8-bit integers (uint8 pixels), got dtype {x.dtype}"
+            )
+        if x.size and (x.min() < 0 or x.max() > hw.INPUT_MAX):
+            raise NetworkValidationError(
+                f"input must be unsigned 8-bit integers in [0, {hw.INPUT_MAX}], got "
+                f"[{x.min()}, {x.max()}]"
+            )
+        return x.astype(np.uint8, copy=False)
+
     def source_shape(self, source: int) -> tuple[int, ...]:
         """Shape of the spikes a synapse with this ``source`` receives."""
         return self.input_shape if source == INPUT else self.layers[source].shape

@@ -341,7 +341,7 @@ def simulate(
         LavaSimulationError: a Lava process model raised (its traceback is included).
     """
     config = config or LavaRunConfig()
-    x = _check_input(net, x)
+    x = net.check_input(x).astype(np.int64)
     if int(steps) < 1:
         raise NetworkValidationError(f"steps must be >= 1, got {steps}")
     steps = int(steps)
@@ -407,19 +407,3 @@ def simulate(
         extra={"wall_s": wall, "lava_steps": lava_steps, "runs": len(starts),
                "samples_per_s": num / wall if wall > 0 else None},
     )
-
-
-def _check_input(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim != len(net.input_shape) + 1 or tuple(x.shape[1:]) != net.input_shape:
-        raise NetworkValidationError(
-            f"input must have shape (N, {', '.join(map(str, net.input_shape))}), got "
-            f"{x.shape}"
-        )
-    if x.dtype.kind not in "ui":
-        raise NetworkValidationError(f"input must be uint8 pixels, got dtype {x.dtype}")
-    if x.size and (x.min() < 0 or x.max() > hw.INPUT_MAX):
-        raise NetworkValidationError(
-            f"input values must lie in [0, {hw.INPUT_MAX}], got [{x.min()}, {x.max()}]"
-        )
-    return x.astype(np.int64)
