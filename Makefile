@@ -29,8 +29,10 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# Speed benchmarks (results in benchmarks/results/; quoted in README).
 bench: setup
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/bench_emulator.py
+	$(BIN)/python benchmarks/bench_lava.py
 
 clean-venv:
 	rm -rf $(VENV)
