@@ -5,7 +5,6 @@ Used by the CLI, the notebooks and the report, so each of them does the same thi
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +15,7 @@ import numpy as np
 from qcfs_lava import __version__
 from qcfs_lava.errors import CheckpointError
 from qcfs_lava.network import IntegerNetwork
-from qcfs_lava.results import SpikeRunResult, compare_results
-
-logger = logging.getLogger(__name__)
+from qcfs_lava.results import SpikeRunResult
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -92,11 +89,10 @@ class ErrorBudget:
         relu_ann: accuracy of a ReLU baseline, when known.
         float_snn: ``{T: accuracy}`` of the float SNN (SPEC 2).
         integer_snn: ``{T: accuracy}`` of the integer SNN (SPEC 3, emulator).
-        lava: ``{T: accuracy}`` on the Lava-simulated subset (first ``lava_samples``).
-        lava_emulator: ``{T: accuracy}`` of the emulator on that same subset.
-        lava_mismatches: ``{T: number of differing fields}`` (must be 0).
-        lava_samples: size of the simulated subset.
         runs: the integer-SNN results per ``T`` (not serialised).
+
+    The Lava column (a simulated subset, compared spike for spike) is added by
+    :func:`qcfs_lava.analysis.report.make_report` and ``qcfs-lava simulate --check``.
     """
 
     steps: list[int]
@@ -105,10 +101,6 @@ class ErrorBudget:
     relu_ann: float | None = None
     float_snn: dict[int, float] = field(default_factory=dict)
     integer_snn: dict[int, float] = field(default_factory=dict)
-    lava: dict[int, float] = field(default_factory=dict)
-    lava_emulator: dict[int, float] = field(default_factory=dict)
-    lava_mismatches: dict[int, int] = field(default_factory=dict)
-    lava_samples: int = 0
     runs: dict[int, SpikeRunResult] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,10 +109,6 @@ class ErrorBudget:
             "relu_ann": self.relu_ann,
             "float_snn": {str(t): a for t, a in self.float_snn.items()},
             "integer_snn": {str(t): a for t, a in self.integer_snn.items()},
-            "lava": {str(t): a for t, a in self.lava.items()},
-            "lava_emulator": {str(t): a for t, a in self.lava_emulator.items()},
-            "lava_mismatches": {str(t): m for t, m in self.lava_mismatches.items()},
-            "lava_samples": self.lava_samples,
         }
 
     def format(self) -> str:
@@ -129,18 +117,10 @@ class ErrorBudget:
             return "-" if v is None else f"{100 * v:6.2f}%"
 
         head = f"{'T':>5} {'ANN':>8} {'float SNN':>10} {'int SNN':>9}"
-        if self.lava:
-            head += f" {'Lava':>8} {'emu(sub)':>9} {'mismatch':>8}"
-        lines = [f"error budget on {self.samples} test samples"
-                 + (f" (Lava on the first {self.lava_samples})" if self.lava else ""),
-                 head, "-" * len(head)]
+        lines = [f"error budget on {self.samples} test samples", head, "-" * len(head)]
         for t in self.steps:
-            row = (f"{t:>5} {pct(self.ann):>8} {pct(self.float_snn.get(t)):>10} "
-                   f"{pct(self.integer_snn.get(t)):>9}")
-            if self.lava:
-                row += (f" {pct(self.lava.get(t)):>8} {pct(self.lava_emulator.get(t)):>9} "
-                        f"{self.lava_mismatches.get(t, '-'):>8}")
-            lines.append(row)
+            lines.append(f"{t:>5} {pct(self.ann):>8} {pct(self.float_snn.get(t)):>10} "
+                         f"{pct(self.integer_snn.get(t)):>9}")
         if self.relu_ann is not None:
             lines.append(f"ReLU-ANN baseline: {pct(self.relu_ann)}")
         return "\n".join(lines)
@@ -155,13 +135,12 @@ def error_budget(
     model=None,
     mean=None,
     std=None,
-    lava_samples: int = 0,
     record: str | None = None,
     batch_size: int = 256,
     device: str = "cpu",
     progress: bool = False,
 ) -> ErrorBudget:
-    """ANN -> float SNN -> integer SNN (-> Lava) accuracy for each ``T`` in ``steps``.
+    """ANN -> float SNN -> integer SNN accuracy for each ``T`` in ``steps``.
 
     Args:
         net: the integer network.
@@ -169,8 +148,6 @@ def error_budget(
         steps: the ``T`` values.
         model: the float QCFS model (for the ANN and float-SNN columns), or ``None``.
         mean, std: the model's input normalisation (required with ``model``).
-        lava_samples: also simulate the first ``lava_samples`` samples in Lava and compare
-            them with the emulator spike for spike.
         record: what the emulator records (``"counts"`` for SynOps).
     """
     from qcfs_lava.emulator import emulate
@@ -193,18 +170,4 @@ def error_budget(
                       progress=progress)
         budget.runs[t] = res
         budget.integer_snn[t] = res.accuracy
-    if lava_samples:
-        from qcfs_lava.lava_sim import simulate
-
-        n = min(int(lava_samples), len(y))
-        budget.lava_samples = n
-        for t in steps:
-            lava = simulate(net, x[:n], t, labels=y[:n], record="counts", progress=progress)
-            emu = emulate(net, x[:n], t, labels=y[:n], record="counts", batch_size=batch_size)
-            mism = compare_results(lava, emu)
-            for m in mism:
-                logger.error("T=%d: Lava and emulator differ: %s", t, m)
-            budget.lava[t] = lava.accuracy
-            budget.lava_emulator[t] = emu.accuracy
-            budget.lava_mismatches[t] = len(mism)
     return budget
