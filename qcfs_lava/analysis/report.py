@@ -341,8 +341,12 @@ def _plots(out, steps, tb, ann_acc, relu_acc, float_snn, integer_snn, lava, coun
         tb,
     ))
     b = breakdowns[tb]
+    # label bars with the integer network's layer names (one QCFS module per hidden layer,
+    # in the same order) rather than torch module paths
+    hidden = [layer.name for layer in counts[tb].layers if layer.spiking]
+    names = hidden if len(hidden) == len(b.layers) else [layer.name for layer in b.layers]
     paths.append(plots.plot_error_breakdown(
-        out / "error_breakdown.png", [layer.name for layer in b.layers],
+        out / "error_breakdown.png", names,
         [layer.clip_error for layer in b.layers], [layer.quant_error for layer in b.layers],
         [layer.uneven_error for layer in b.layers], tb,
     ))
