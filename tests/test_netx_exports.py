@@ -45,3 +45,17 @@ def test_file_is_what_the_checkpoint_converts_to():
         np.testing.assert_array_equal(a.bias_mant, b.bias_mant)
         for sa, sb in zip(a.synapses, b.synapses, strict=True):
             np.testing.assert_array_equal(sa.weight, sb.weight)
+
+
+@pytest.mark.lava
+def test_example_in_lava_equals_emulator_spike_for_spike():
+    from qcfs_lava.lava_sim import simulate
+    from qcfs_lava.results import compare_results
+
+    net = read_netx(EXPORTS / "digits-cnn.net")
+    split = load_dataset("digits")
+    x, y = split.x_test[:6], split.y_test[:6]
+    lava = simulate(net, x, 8, labels=y, record="spikes")
+    emu = emulate(net, x, 8, labels=y, record="spikes")
+    assert compare_results(lava, emu) == []
+    assert lava.spike_counts.min() > 0  # every hidden layer is active in every sample
