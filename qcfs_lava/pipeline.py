@@ -157,11 +157,10 @@ def error_budget(
     if model is not None:
         import torch
 
+        from qcfs_lava.data import normalize
         from qcfs_lava.snn import evaluate_ann, simulate_snn
 
-        xf = (torch.as_tensor(x, dtype=torch.float32) / 255.0
-              - torch.as_tensor(np.asarray(mean, dtype=np.float32)).view(-1, 1, 1)) \
-            / torch.as_tensor(np.asarray(std, dtype=np.float32)).view(-1, 1, 1)
+        xf = normalize(x, mean, std)
         yt = torch.as_tensor(y)
         budget.ann = evaluate_ann(model, xf, yt, batch_size)
         budget.float_snn = simulate_snn(model, xf, yt, steps, batch_size).accuracy

@@ -195,9 +195,9 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
 
     from qcfs_lava.analysis.breakdown import error_breakdown
     from qcfs_lava.checkpoint import checkpoint_sha256, load_checkpoint
-    from qcfs_lava.convert import convert
     from qcfs_lava.data import load_dataset, normalize
     from qcfs_lava.emulator import emulate
+    from qcfs_lava.pipeline import convert_checkpoint
     from qcfs_lava.snn import evaluate_ann
 
     if config.lava_samples:
@@ -241,9 +241,7 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
     ann_acc = breakdowns[tb].ann_accuracy
     float_snn = {t: breakdowns[t].snn_accuracy for t in steps}
 
-    metadata = {"class_names": list(ckpt.class_names), "dataset": ckpt.dataset,
-                "source_checkpoint": str(config.checkpoint)}
-    net, qreport = convert(model.cpu(), tuple(ckpt.input_shape), mean, std, metadata=metadata)
+    net, qreport, _ = convert_checkpoint(config.checkpoint, steps=tb)
     hidden = net.layers[:-1]
     densities = [layer.ann_density for layer in breakdowns[tb].layers]
     ann_density = densities if len(densities) == len(hidden) else None
