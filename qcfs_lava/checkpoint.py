@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -75,6 +76,22 @@ class Checkpoint:
                 f"checkpoint weights do not fit model {self.model!r} {self.model_kwargs}: {exc}"
             ) from exc
         return model.eval()
+
+    def normalization(self) -> tuple[np.ndarray, np.ndarray]:
+        """The input normalisation ``(mean, std)`` of the float model, one value per channel.
+
+        The recorded ``mean``/``std`` (every checkpoint ``qcfs-lava train`` writes has them);
+        a checkpoint without them is taken to see ``x / 255`` as is (mean 0, std 1). This is
+        the only place that chooses: the converter folds exactly this normalisation into the
+        first layer, and every float evaluation feeds the model with it.
+
+        Returns:
+            ``(mean, std)`` float64 arrays. Shape: ``(C,)`` each.
+        """
+        channels = int(self.input_shape[0])
+        mean = np.asarray(self.mean if self.mean else [0.0] * channels, dtype=np.float64)
+        std = np.asarray(self.std if self.std else [1.0] * channels, dtype=np.float64)
+        return mean, std
 
     def to_dict(self) -> dict[str, Any]:
         return {

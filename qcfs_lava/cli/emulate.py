@@ -28,22 +28,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from qcfs_lava.io import write_json
     from qcfs_lava.network import format_table
-    from qcfs_lava.pipeline import error_budget, load_network
+    from qcfs_lava.pipeline import load_source, run_chain
 
-    net, report, ckpt = load_network(args.source, steps=max(args.steps))
+    source = load_source(args.source, steps=max(args.steps))
+    net, report = source.network, source.quantization
     x, y, split = load_test_data(args, net.metadata.get("dataset"))
     print(format_table(net))
     if report is not None:
         print("\nquantization report (scale = state units per float unit)")
         print(report.format())
-    model = ckpt.build_model() if ckpt is not None else None
-    budget = error_budget(net, x, y, args.steps, model=model,
-                          mean=None if ckpt is None else ckpt.mean,
-                          std=None if ckpt is None else ckpt.std,
-                          batch_size=args.batch_size, device=args.device, progress=True)
+    chain = run_chain(source, x, y, args.steps, batch_size=args.batch_size, device=args.device,
+                      progress=True)
+    budget = chain.budget
     print()
     print(budget.format())
-    last = budget.runs[max(args.steps)]
+    last = chain.runs[max(args.steps)]
     print(f"\nspikes per sample at T={last.steps}: " + ", ".join(
         f"{name} {last.spike_counts[:, i].mean():.1f}"
         for i, name in enumerate(last.layer_names[:-1])))
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             "command": "emulate", "source": str(args.source), "dataset": split.name,
             "config": {k: v for k, v in vars(args).items() if k != "func"},
             "error_budget": budget.to_dict(),
-            "runs": {str(t): r.to_dict() for t, r in budget.runs.items()},
+            "runs": {str(t): r.to_dict() for t, r in chain.runs.items()},
         }
         if report is not None:
             out["quantization"] = report.as_dicts()

@@ -116,11 +116,12 @@ def run_report(args: argparse.Namespace) -> int:
     def pct(v):
         return "n/a" if v is None else f"{100 * v:.2f}%"
 
-    print(f"error budget at T={b['steps']} on {b['samples']} samples:")
+    tb = str(config.budget_steps)
+    print(f"error budget at T={tb} on {b['samples']} samples:")
     print(f"  ReLU ANN     {pct(b['relu_ann'])}")
     print(f"  QCFS ANN     {pct(b['qcfs_ann'])}")
-    print(f"  float SNN    {pct(b['float_snn'])}")
-    print(f"  integer SNN  {pct(b['integer_snn'])}")
+    print(f"  float SNN    {pct(b['float_snn'][tb])}")
+    print(f"  integer SNN  {pct(b['integer_snn'][tb])}")
     lava = b.get("lava")
     if lava and "skipped" not in lava:
         print(f"  Lava         {pct(lava['accuracy'])} on {lava['samples']} samples, "

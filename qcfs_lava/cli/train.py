@@ -45,8 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
         "evaluate",
         help="ANN and float-SNN accuracy of a checkpoint",
-        description="Accuracy of the QCFS ANN and of its float SNN (SPEC section 2) for each "
-        "number of steps T, on the checkpoint's dataset unless --dataset is given.",
+        description="Accuracy of the QCFS ANN and of its float SNN (docs/contract.md, section "
+        "2) for each number of steps T, on the checkpoint's dataset unless --dataset is given.",
     )
     e.add_argument("checkpoint", help="checkpoint file (best.pt)")
     e.add_argument("--steps", type=parse_steps, default=[1, 2, 4, 8, 16, 32],
@@ -86,7 +86,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.build_model()
     x_uint8, y, split = load_test_data(args, ckpt.dataset)
-    x = normalize(x_uint8, ckpt.mean, ckpt.std) if ckpt.mean else normalize(x_uint8, split)
+    x = normalize(x_uint8, *ckpt.normalization())
     y = torch.as_tensor(y)
     ann = evaluate_ann(model, x, y, args.batch_size)
     result = {
