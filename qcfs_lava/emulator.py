@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from qcfs_lava import hardware as hw
 from qcfs_lava.errors import NetworkValidationError
 from qcfs_lava.network import INPUT, IntegerNetwork, Synapse
+from qcfs_lava.progress import bar
 from qcfs_lava.results import SpikeRunResult, argmax_first
 
 FLOAT32_EXACT = 1 << 24
@@ -227,7 +227,7 @@ def emulate(
     ]
     batches = range(0, n, batch_size)
     with torch.no_grad(), _exact_matmul():
-        for lo in tqdm(batches, desc="emulate", unit="batch", disable=not progress):
+        for lo in bar(batches, desc="emulate", unit="batch", enabled=progress):
             hi = min(lo + batch_size, n)
             xb = torch.as_tensor(x[lo:hi], device=device).to(torch.float32)
             b = hi - lo

@@ -32,13 +32,13 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
-from tqdm.auto import tqdm
 
 from qcfs_lava.checkpoint import Checkpoint, save_checkpoint
 from qcfs_lava.data import load_dataset, torch_dataset
 from qcfs_lava.errors import CheckpointError
 from qcfs_lava.io import save_torch, write_json
 from qcfs_lava.model.zoo import build_model
+from qcfs_lava.progress import bar as progress_bar
 from qcfs_lava.snn import evaluate_ann
 
 __all__ = ["RECIPES", "TrainConfig", "recipe", "train"]
@@ -246,9 +246,9 @@ def train(
         sampler.set_epoch(epoch)
         net.train()
         total_loss, seen, correct = 0.0, 0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                   disable=None if rank == 0 else True)
-        for xb, yb in bar:
+        batches = progress_bar(loader, desc=f"epoch {epoch + 1}/{config.epochs}",
+                               enabled=rank == 0)
+        for xb, yb in batches:
             xb, yb = xb.to(device), yb.to(device)
             logits = net(xb)
             loss = loss_fn(logits, yb)
@@ -258,7 +258,7 @@ def train(
             total_loss += float(loss.detach()) * len(yb)
             seen += len(yb)
             correct += int((logits.argmax(1) == yb).sum())
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+            batches.set_postfix(loss=f"{total_loss / seen:.4f}")
         scheduler.step()
         test_acc = evaluate_ann(model, x_test, y_test)
         metrics = {

@@ -35,10 +35,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from qcfs_lava.errors import AnalysisError
 from qcfs_lava.model.qcfs import QCFS
+from qcfs_lava.progress import bar
 
 __all__ = ["ErrorBreakdown", "LayerErrorBreakdown", "error_breakdown"]
 
@@ -224,8 +224,7 @@ def error_breakdown(
     y = None if labels is None else torch.as_tensor(np.asarray(labels)).long()
     total = len(x_float)
     try:
-        for lo in tqdm(range(0, total, batch_size), desc="error breakdown", leave=False,
-                       disable=not progress):
+        for lo in bar(range(0, total, batch_size), desc="error breakdown", enabled=progress):
             xb = x_float[lo:lo + batch_size].to(device)
             logits = model(xb)
             if y is not None:

@@ -42,6 +42,7 @@ from qcfs_lava.lava_sim.procs.conv import PyConvModelFast
 from qcfs_lava.lava_sim.procs.io import SampleInput, SpikeDelay
 from qcfs_lava.lava_sim.procs.neuron import QcfsNeuron, QcfsOutput, record_layout
 from qcfs_lava.network import INPUT, IntegerNetwork, NeuronLayer, Synapse
+from qcfs_lava.progress import bar
 from qcfs_lava.results import SpikeRunResult, argmax_first
 
 log = logging.getLogger(__name__)
@@ -361,12 +362,8 @@ def simulate(
     parts = []
     t0 = time.perf_counter()
     lava_steps = 0
-    iterator = starts
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(starts, desc="lava", unit="run", total=len(starts))
-    for start in iterator:
+    for start in bar(starts, desc="lava", unit="run", total=len(starts), enabled=progress,
+                     leave=True):
         built = build_network(net, x[start:start + per_run], steps, record=record)
         lava_steps += built.num_steps
         parts.append(_run(built, config.fast_conv))
