@@ -32,7 +32,14 @@ from torch import nn
 from qcfs_lava import hardware as hw
 from qcfs_lava.errors import QuantizationError, UnsupportedLayerError
 from qcfs_lava.model.qcfs import QCFS
-from qcfs_lava.network import INPUT, IntegerNetwork, NeuronLayer, Synapse, conv_output_shape
+from qcfs_lava.network import (
+    INPUT,
+    IntegerNetwork,
+    NeuronLayer,
+    Synapse,
+    SynapseGeometry,
+    conv_output_shape,
+)
 
 # Target threshold mantissa: 2**10 keeps v_th = 2**16 state units, so the 24-bit membrane
 # spans [-128, +128) thresholds: a silent neuron can sink 128 thresholds below zero before it
@@ -49,17 +56,12 @@ WEIGHT_QMAX = (hw.WEIGHT_MAX // hw.WEIGHT_STEP)  # 127
 # --------------------------------------------------------------------------------------
 
 
-@dataclass
-class FloatSynapse:
-    """A folded float synapse (torch weight layout, float64)."""
+@dataclass(frozen=True, eq=False)
+class FloatSynapse(SynapseGeometry):
+    """A folded float synapse (torch weight layout, float64; fields of
+    :class:`~qcfs_lava.network.SynapseGeometry`)."""
 
-    source: int
-    kind: str
     weight: np.ndarray
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """Float64 forward of this synapse on ``x`` (batch first)."""
@@ -244,8 +246,7 @@ class _Folder:
         if scale.shape[0] != syn.weight.shape[0]:
             raise UnsupportedLayerError(f"{path}: BatchNorm size does not match the layer before")
         w = syn.weight * scale.reshape((-1,) + (1,) * (syn.weight.ndim - 1))
-        syn = FloatSynapse(syn.source, syn.kind, w, syn.stride, syn.padding, syn.dilation,
-                           syn.groups)
+        syn = FloatSynapse(syn.source, syn.kind, w, **syn.geometry())
         return syn, (bias - mean) * scale + beta
 
     def activate(self, path: str, act: nn.Module) -> None:
@@ -552,8 +553,8 @@ def _quantize_weights(layer: FloatLayer, eff: list[np.ndarray]) -> _Weights:
     while True:
         step = max_w / qmax  # float value of q = 1
         q = [np.clip(np.round(w / step), -qmax, qmax).astype(np.int64) for w in eff]
-        ints = tuple(Synapse(s.source, s.kind, 2 * qq, s.stride, s.padding, s.dilation,
-                             s.groups) for s, qq in zip(layer.synapses, q, strict=True))
+        ints = tuple(Synapse(s.source, s.kind, 2 * qq, **s.geometry())
+                     for s, qq in zip(layer.synapses, q, strict=True))
         worst = max(
             s.max_abs_sum(hw.INPUT_MAX if s.source == INPUT else 1)
             for s in ints if s.kind == "conv"

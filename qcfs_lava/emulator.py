@@ -31,23 +31,17 @@ import torch.nn.functional as F
 
 from qcfs_lava import hardware as hw
 from qcfs_lava.errors import NetworkValidationError
-from qcfs_lava.network import INPUT, IntegerNetwork, Synapse
+from qcfs_lava.network import INPUT, IntegerNetwork, Synapse, SynapseGeometry
 from qcfs_lava.progress import bar
 from qcfs_lava.results import SpikeRunResult, argmax_first
 
 FLOAT32_EXACT = 1 << 24
 
 
-@dataclass
-class _CompiledSynapse:
-    source: int
-    kind: str
+@dataclass(frozen=True, eq=False)
+class _CompiledSynapse(SynapseGeometry):
     weight: torch.Tensor
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
-    groups: int
-    unfold_conv: bool
+    unfold_conv: bool = False
     pool: tuple[int, int] | None = None
 
     def __call__(self, s: torch.Tensor) -> torch.Tensor:
@@ -137,8 +131,9 @@ def _compile_synapse(syn: Synapse, in_shape: tuple[int, ...],
     if factored is not None:
         pool, weight, stride, padding = factored
     w = torch.tensor(weight, dtype=dtype, device=device)
-    return _CompiledSynapse(syn.source, syn.kind, w, stride, padding, syn.dilation,
-                            syn.groups, unfold_conv=device.type != "cpu", pool=pool)
+    geometry = {**syn.geometry(), "stride": stride, "padding": padding}
+    return _CompiledSynapse(syn.source, syn.kind, w, **geometry,
+                            unfold_conv=device.type != "cpu", pool=pool)
 
 
 # |v| <= 2**23 and |bias| < 2**18, so any |a| beyond 2**25 saturates the membrane whatever

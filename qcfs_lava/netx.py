@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,12 @@ from qcfs_lava.errors import NetworkValidationError, NetxFormatError
 from qcfs_lava.io import atomic_path
 from qcfs_lava.network import (
     FORMAT_VERSION,
+    GEOMETRY_FIELDS,
     INPUT,
     IntegerNetwork,
     NeuronLayer,
     Synapse,
+    SynapseGeometry,
     format_table,
 )
 
@@ -137,10 +140,8 @@ def _header(net: IntegerNetwork) -> dict[str, Any]:
                         "source": s.source,
                         "kind": s.kind,
                         "weight_shape": list(s.weight.shape),
-                        "stride": list(s.stride),
-                        "padding": list(s.padding),
-                        "dilation": list(s.dilation),
-                        "groups": s.groups,
+                        **{k: list(v) if isinstance(v, tuple) else v
+                           for k, v in s.geometry().items()},
                     }
                     for s in layer.synapses
                 ],
@@ -244,10 +245,8 @@ def _write_bias(group, layer: NeuronLayer) -> None:
 
 
 def _write_geometry(group, syn: Synapse) -> None:
-    group.create_dataset("stride", data=np.array(syn.stride, dtype=np.int64))
-    group.create_dataset("padding", data=np.array(syn.padding, dtype=np.int64))
-    group.create_dataset("dilation", data=np.array(syn.dilation, dtype=np.int64))
-    group.create_dataset("groups", data=np.int64(syn.groups))
+    for key, value in syn.geometry().items():  # GEOMETRY_FIELDS: stride, padding, ...
+        group.create_dataset(key, data=np.array(value, dtype=np.int64))
 
 
 def _write_weight(group, syn: Synapse) -> None:
@@ -378,15 +377,11 @@ class _Reader:
         weight = np.asarray(self.value(group, "weight"))
         if kind == "dense":
             return Synapse(source=source, kind=kind, weight=weight)
-        return Synapse(
-            source=source,
-            kind=kind,
-            weight=weight,
-            stride=self.ints(group, "stride"),
-            padding=self.ints(group, "padding"),
-            dilation=self.ints(group, "dilation"),
-            groups=self.int(group, "groups"),
-        )
+        geometry = {
+            f.name: (self.ints if isinstance(f.default, tuple) else self.int)(group, f.name)
+            for f in fields(SynapseGeometry) if f.name in GEOMETRY_FIELDS
+        }
+        return Synapse(source=source, kind=kind, weight=weight, **geometry)
 
     def header(self) -> tuple[int, dict[str, Any]]:
         f = self.f

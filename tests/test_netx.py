@@ -532,3 +532,31 @@ def test_cli_export_bad_checkpoint(tmp_path, capsys):
     assert main(["export", str(bad), "--out", str(out)]) == 2
     assert "bad.pt" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_geometry_fields_drive_equality_and_the_netx_keys(tmp_path):
+    import dataclasses
+
+    from qcfs_lava.network import GEOMETRY_FIELDS, fields_equal
+
+    assert GEOMETRY_FIELDS == ("stride", "padding", "dilation", "groups")
+    net = cnn_net(np.random.default_rng(3))
+    path = netx.write_netx(net, tmp_path / "cnn.net")
+    with h5py.File(path, "r") as f:
+        convs = []
+        f.visititems(lambda name, obj: convs.append(obj) if isinstance(obj, h5py.Group)
+                     and "weight" in obj and obj["weight"].ndim == 4 else None)
+        assert len(convs) == 2
+        for group in convs:
+            for key in GEOMETRY_FIELDS:
+                assert key in group
+    header_syn = netx._header(net)["layers"][0]["synapses"][0]
+    syn = net.layers[0].synapses[0]
+    for key in GEOMETRY_FIELDS:
+        assert header_syn[key] == (list(getattr(syn, key)) if key != "groups" else syn.groups)
+    conv = Synapse(INPUT, "conv", np.zeros((4, 2, 3, 3), np.int64))
+    for key, value in {"stride": (2, 2), "padding": (1, 1), "dilation": (2, 2),
+                       "groups": 2}.items():
+        assert not fields_equal(conv, dataclasses.replace(conv, **{key: value})), key
+    assert fields_equal(conv, dataclasses.replace(conv))
+    assert net.equals(netx.read_netx(path))
