@@ -30,10 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from qcfs_lava import hardware as hw
-from qcfs_lava.errors import NetworkValidationError
 from qcfs_lava.network import INPUT, IntegerNetwork, Synapse, SynapseGeometry
 from qcfs_lava.progress import bar
-from qcfs_lava.results import SpikeRunResult, argmax_first
+from qcfs_lava.results import RecordMode, SpikeRunResult, argmax_first, check_run_arguments
 
 FLOAT32_EXACT = 1 << 24
 
@@ -172,7 +171,7 @@ def emulate(
     steps: int,
     *,
     labels: np.ndarray | None = None,
-    record: str | None = None,
+    record: RecordMode | str | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = False,
@@ -184,8 +183,9 @@ def emulate(
         x: uint8 inputs. Shape: ``(N, *net.input_shape)``.
         steps: time steps ``T`` per sample.
         labels: ground truth ``(N,)``, for accuracy.
-        record: ``None`` (counts per layer only), ``"counts"`` (also per-neuron spike counts,
-            needed for exact SynOps) or ``"spikes"`` (also full spike trains).
+        record: a :class:`~qcfs_lava.results.RecordMode` or its name: ``None`` (counts per
+            layer only), ``"counts"`` (also per-neuron spike counts, needed for exact SynOps)
+            or ``"spikes"`` (also full spike trains).
         batch_size: samples per batch.
         device: torch device.
         progress: show a tqdm bar over batches.
@@ -193,12 +193,9 @@ def emulate(
     Returns:
         A :class:`SpikeRunResult` with ``backend="emulator"``.
     """
-    if int(steps) < 1:
-        raise NetworkValidationError(f"steps must be >= 1, got {steps}")
-    if record not in (None, "counts", "spikes"):
-        raise ValueError(f"record must be None, 'counts' or 'spikes', got {record!r}")
-    steps = int(steps)
-    x = net.check_input(x)
+    args = check_run_arguments(net, x, steps, labels=labels, record=record)
+    x, steps, labels = args.x, args.steps, args.labels
+    record = args.record
     device = torch.device(device)
     compiled = _compile(net, device)
     hidden = net.layers[:-1]
@@ -207,9 +204,9 @@ def emulate(
     spike_counts = np.zeros((n, len(hidden)), dtype=np.int64)
     saturations = np.zeros((n, len(net.layers)), dtype=np.int64)
     neuron_counts = ([np.zeros((n, *lay.shape), dtype=np.int32) for lay in hidden]
-                     if record else None)
+                     if record is not RecordMode.TOTAL else None)
     spikes = ([np.zeros((n, steps, *lay.shape), dtype=bool) for lay in hidden]
-              if record == "spikes" else None)
+              if record is RecordMode.SPIKES else None)
     params = [
         (
             torch.tensor(np.array(lay.bias), dtype=torch.int32, device=device),
@@ -281,6 +278,6 @@ def emulate(
         neuron_counts=tuple(neuron_counts) if neuron_counts is not None else None,
         spikes=tuple(spikes) if spikes is not None else None,
         saturations=saturations,
-        labels=None if labels is None else np.asarray(labels, dtype=np.int64),
+        labels=labels,
         backend="emulator",
     )
