@@ -441,7 +441,8 @@ class _Reader:
             "vth_mant": self.int(n, "vThMant") if spiking else None,
         }
 
-    def network(self) -> tuple[IntegerNetwork, str]:
+    def network(self) -> tuple[IntegerNetwork, dict[str, Any]]:
+        """The network and the header (checksum, package_version...)."""
         version, head = self.header()
         netx = self.get(self.f, LAYER)
         ext_layers = self.get(self.f[EXTENSION], "layers")
@@ -492,7 +493,7 @@ class _Reader:
             metadata=head["metadata"],
             format_version=version,
         )
-        return net, head["checksum"]
+        return net, head
 
 
 def read_netx(path: str | os.PathLike) -> IntegerNetwork:
@@ -509,6 +510,11 @@ def read_netx(path: str | os.PathLike) -> IntegerNetwork:
             does not match), lacks a key, is of a newer format, or is a NetX file that
             qcfs-lava did not write. The message names the file, the problem and the fix.
     """
+    return _read_netx(path)[0]
+
+
+def _read_netx(path: str | os.PathLike) -> tuple[IntegerNetwork, dict[str, Any]]:
+    """:func:`read_netx`, also returning the file's header (one open of the file)."""
     import h5py
 
     path = Path(path)
@@ -520,7 +526,7 @@ def read_netx(path: str | os.PathLike) -> IntegerNetwork:
         )
     try:
         with h5py.File(path, "r") as f:
-            net, stored = _Reader(f, path).network()
+            net, head = _Reader(f, path).network()
     except NetxFormatError:
         raise
     except NetworkValidationError as exc:
@@ -533,22 +539,19 @@ def read_netx(path: str | os.PathLike) -> IntegerNetwork:
             f"{path}: cannot be read ({type(exc).__name__}: {exc}); the file is truncated or "
             "damaged, export the network again"
         ) from exc
-    actual = netx_checksum(net)
+    actual, stored = netx_checksum(net), head["checksum"]
     if actual != stored:
         raise NetxFormatError(
             f"{path}: checksum mismatch (stored {stored[:16]}..., contents {actual[:16]}...); "
             "the file was modified or damaged, export the network again"
         )
-    return net
+    return net, head
 
 
 def describe_netx(path: str | os.PathLike) -> str:
     """A readable description of a NetX file: header, layer table and metadata."""
-    import h5py
-
-    net = read_netx(path)
-    with h5py.File(path, "r") as f:
-        package_version = str(f[EXTENSION]["metadata"].attrs["package_version"])
+    net, head = _read_netx(path)
+    package_version = head["package_version"]
     types = [t for t, _ in netx_layer_types(net)]
     lines = [
         f"NetX file        {Path(path)}",

@@ -10,14 +10,19 @@ from qcfs_lava.errors import DatasetError
 
 
 def parse_steps(text: str) -> list[int]:
-    """``"1,2,4,8"`` -> ``[1, 2, 4, 8]`` (positive integers)."""
+    """``"1,2,4,8"`` -> ``[1, 2, 4, 8]``: sorted, unique, positive integers.
+
+    The one parser of comma-separated integer lists on the command line (``--steps``,
+    ``--levels``).
+    """
     try:
         steps = sorted({int(s) for s in str(text).split(",") if s.strip()})
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"steps must be comma-separated integers, got {text!r}") from None
+            f"expected comma-separated integers like 1,2,4,8, got {text!r}") from None
     if not steps or steps[0] < 1:
-        raise argparse.ArgumentTypeError(f"steps must be positive, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected at least one positive integer, like 1,2,4,8, got {text!r}")
     return steps
 
 

@@ -5,19 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 
+from qcfs_lava.cli.common import parse_steps
 from qcfs_lava.errors import AnalysisError
 
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers like 1,2,4,8, got {text!r}"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
+# sweep options whose default is SweepConfig's (left None here, so it is set in one place)
+_SWEEP_OPTIONS = ("dataset", "model", "levels", "steps", "shift_levels", "epochs", "batch_size",
+                  "lr", "optimizer", "width", "seed", "samples", "data_root", "device")
 
 
 def _energy_overrides(items: list[str] | None) -> dict[str, float]:
@@ -41,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="qcfs-lava checkpoint (.pt)")
     p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
-    p.add_argument("--steps", type=_int_list, default=(1, 2, 4, 8, 16),
+    p.add_argument("--steps", type=parse_steps, default=(1, 2, 4, 8, 16),
                    help="comma-separated time steps T (default 1,2,4,8,16)")
     p.add_argument("--budget-steps", type=int, default=None,
                    help="T of the error budget, breakdown and Lava run (default: largest T)")
@@ -68,25 +61,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the paper's three experiments at small scale (ANN vs L, SNN vs T, shift vs none)",
         description="Train ReLU, clip-floor and clip-floor-shift models for several L, then "
         "evaluate ANN accuracy vs L and float-SNN accuracy vs T; write DIR/sweep.md, "
-        "DIR/sweep.json and plots. Trained runs are reused unless --no-resume.",
+        "DIR/sweep.json and plots. Trained runs are reused unless --no-resume. Options left "
+        "out take the defaults of qcfs_lava.analysis.sweep.SweepConfig; sweep.json records "
+        "the resolved values.",
     )
-    s.add_argument("--dataset", default="digits")
-    s.add_argument("--model", default="cnn")
-    s.add_argument("--levels", type=_int_list, default=(1, 2, 4, 8, 16),
-                   help="comma-separated L values (default 1,2,4,8,16)")
-    s.add_argument("--steps", type=_int_list, default=(1, 2, 4, 8, 16, 32, 64),
-                   help="comma-separated T values (default 1,2,...,64)")
-    s.add_argument("--shift-levels", type=int, default=4,
-                   help="L of the clip-floor vs clip-floor-shift experiment (default 4)")
-    s.add_argument("--epochs", type=int, default=40)
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--lr", type=float, default=0.05)
-    s.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
+    s.add_argument("--dataset", default=None, help="dataset name")
+    s.add_argument("--model", default=None, help="registered model")
+    s.add_argument("--levels", type=parse_steps, default=None, help="comma-separated L values")
+    s.add_argument("--steps", type=parse_steps, default=None, help="comma-separated T values")
+    s.add_argument("--shift-levels", type=int, default=None,
+                   help="L of the clip-floor vs clip-floor-shift experiment")
+    s.add_argument("--epochs", type=int, default=None)
+    s.add_argument("--batch-size", type=int, default=None)
+    s.add_argument("--lr", type=float, default=None)
+    s.add_argument("--optimizer", default=None, choices=("sgd", "adam"))
     s.add_argument("--width", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=None)
     s.add_argument("--samples", type=int, default=None, help="test samples (default: all)")
     s.add_argument("--data-root", default=None)
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default=None, help="auto, cpu or cuda")
     s.add_argument("--no-resume", action="store_true", help="retrain every run")
     s.add_argument("--out", required=True, metavar="DIR")
     s.set_defaults(func=run_sweep_cmd)
@@ -138,13 +131,8 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     from qcfs_lava.analysis.sweep import SweepConfig, run_sweep
 
     _setup_logging()
-    config = SweepConfig(
-        dataset=args.dataset, model=args.model, levels=args.levels, steps=args.steps,
-        shift_levels=args.shift_levels, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, optimizer=args.optimizer, width=args.width, seed=args.seed,
-        samples=args.samples, data_root=args.data_root, device=args.device,
-        resume=not args.no_resume,
-    )
+    options = {k: getattr(args, k) for k in _SWEEP_OPTIONS if getattr(args, k) is not None}
+    config = SweepConfig(resume=not args.no_resume, **options)
     result = run_sweep(config, args.out, progress=True)
     print(f"wrote {result.markdown}, {result.json} and {len(result.plots)} plots")
     return 0
