@@ -1,4 +1,6 @@
-"""Batched, bit-exact emulation of an :class:`~qcfs_lava.network.IntegerNetwork` (SPEC 3).
+"""Batched, bit-exact emulation of an :class:`~qcfs_lava.network.IntegerNetwork`.
+
+The dynamics are those of ``docs/contract.md``, section 3.
 
 Whole batches advance one logical step at a time, with torch on CPU or GPU. The arithmetic
 provably loses nothing:

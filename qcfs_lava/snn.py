@@ -1,4 +1,4 @@
-r"""The float SNN of SPEC section 2: each QCFS becomes an integrate-and-fire neuron.
+r"""The float SNN (``docs/contract.md``, section 2): each QCFS becomes an integrate-and-fire neuron.
 
 For every hidden activation layer with threshold :math:`\theta = \lambda`:
 

@@ -1,6 +1,6 @@
 """Build an integer network out of Lava processes and stream samples through it.
 
-What runs (SPEC section 4):
+What runs (``docs/contract.md``, section 4):
 
 - a :class:`~.procs.io.SampleInput` sending each sample's uint8 pixels as graded spikes for
   ``T`` consecutive steps, samples back to back;

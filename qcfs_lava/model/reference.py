@@ -13,9 +13,10 @@ Two public code bases trained the QCFS networks of Bu et al. (ICLR 2022): the ne
   residual add ``conv{k}_x.{i}.act`` (new) or ``.relu`` (old), and ``fc``. ResNet-18/34 start
   at 64 channels (stages of 2-2-2-2 / 3-4-6-3 blocks), the CIFAR ResNet-20 at 16 (3-3-3).
 
-Their SNN is exactly SPEC section 2 with ``phi = 0.5``: membrane starts at half the threshold,
-fires on ``>=``, subtracts the threshold, emits ``spike * thresh``; the image is repeated each
-step and the readout is the mean over T of the last linear layer. The imported model therefore
+Their SNN is exactly the float SNN of ``docs/contract.md`` (section 2) with ``phi = 0.5``:
+membrane starts at half the threshold, fires on ``>=``, subtracts the threshold, emits
+``spike * thresh``; the image is repeated each step and the readout is the mean over T of the
+last linear layer. The imported model therefore
 runs unchanged through :mod:`qcfs_lava.snn` and the converter.
 
 Widths are read from the weights, so width-reduced variants import too.
