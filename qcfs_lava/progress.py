@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-__all__ = ["ENV_VAR", "bar", "mode", "stage"]
+__all__ = ["ENV_VAR", "bar", "line", "mode", "stage"]
 
 ENV_VAR = "QCFS_LAVA_PROGRESS"
 _MODES = ("bars", "lines", "off")
@@ -64,11 +64,15 @@ class _Plain:
         pass
 
 
+def line(message: str, enabled: bool = True) -> None:
+    """In ``"lines"`` mode, print ``message`` as one line to stderr (the log's progress)."""
+    if enabled and mode() == "lines":
+        print(message, file=sys.stderr, flush=True)
+
+
 @contextmanager
 def stage(name: str, enabled: bool = True) -> Iterator[None]:
     """Time a stage; in ``"lines"`` mode print ``"<name>: done in <s> s"`` when it finishes."""
     start = time.perf_counter()
     yield
-    if enabled and mode() == "lines":
-        print(f"{name}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr,
-              flush=True)
+    line(f"{name}: done in {time.perf_counter() - start:.1f} s", enabled)

@@ -39,6 +39,7 @@ from qcfs_lava.errors import CheckpointError
 from qcfs_lava.io import save_torch, write_json
 from qcfs_lava.model.zoo import build_model
 from qcfs_lava.progress import bar as progress_bar
+from qcfs_lava.progress import line as progress_line
 from qcfs_lava.snn import evaluate_ann
 
 __all__ = ["RECIPES", "TrainConfig", "recipe", "train"]
@@ -294,6 +295,9 @@ def train(
             best_acc = max(best_acc, test_acc)
         log.info("epoch %d/%d loss %.4f test %.4f (%.1fs)", epoch + 1, config.epochs,
                  metrics["loss"], test_acc, metrics["seconds"])
+        progress_line(f"epoch {epoch + 1}/{config.epochs}: done in {metrics['seconds']:.1f} s "
+                      f"(loss {metrics['loss']:.4f}, test {test_acc:.4f})",
+                      enabled=rank == 0 and not log.isEnabledFor(logging.INFO))
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, metrics)
     if world > 1:

@@ -30,6 +30,19 @@ def test_normalization_uses_the_recorded_values_else_identity():
     assert mean.tolist() == [0.0] and std.tolist() == [1.0]
 
 
+def test_chain_progress_in_a_log_is_one_line_per_stage(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("QCFS_LAVA_PROGRESS", raising=False)
+    path = save_checkpoint(_ckpt([0.5], [0.25]), tmp_path / "c.pt")
+    split = load_dataset("digits")
+    run_chain(load_source(path), split.x_test[:40], split.y_test[:40], [1, 2], batch_size=8,
+              progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    stages = [line.split(":")[0] for line in err.splitlines()]
+    assert stages == ["QCFS ANN", "float SNN, T in [1, 2]", "integer SNN, T=1",
+                      "integer SNN, T=2"]
+
+
 def test_chain_without_recorded_normalization_agrees_with_the_converter(tmp_path):
     """The float models and the converter see the same (identity) normalisation."""
     path = save_checkpoint(_ckpt([], []), tmp_path / "bare.pt")
