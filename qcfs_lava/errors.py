@@ -27,6 +27,10 @@ class CheckpointError(QcfsLavaError):
     """A checkpoint is missing, corrupt, or lacks what a later stage needs."""
 
 
+class NotQcfsCheckpointError(CheckpointError):
+    """A checkpoint's model has no QCFS activations (e.g. a ReLU baseline): it cannot convert."""
+
+
 class DatasetError(QcfsLavaError):
     """A dataset cannot be found or read."""
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qcfs_lava import __version__
-from qcfs_lava.errors import CheckpointError, LavaUnavailableError
+from qcfs_lava.errors import CheckpointError, LavaUnavailableError, NotQcfsCheckpointError
 from qcfs_lava.network import IntegerNetwork
 from qcfs_lava.results import SpikeRunResult
 
@@ -64,7 +64,7 @@ class Source:
 
 def _require_qcfs(path: str | Path, ckpt: Checkpoint) -> None:
     if ckpt.activation != "qcfs":
-        raise CheckpointError(
+        raise NotQcfsCheckpointError(
             f"{path}: the model uses {ckpt.activation!r} activations; only QCFS models convert "
             "(train with --activation qcfs)"
         )
@@ -79,7 +79,8 @@ def load_source(path: str | Path, *, steps: int | None = None) -> Source:
         steps: the ``T`` the network is meant to run at (recorded in its metadata).
 
     Raises:
-        CheckpointError: the file is missing, unreadable, or not a QCFS model.
+        CheckpointError: the file is missing or unreadable (:class:`NotQcfsCheckpointError`:
+            the model has no QCFS activations).
         NetxFormatError: the NetX file is corrupt or of an unsupported version.
     """
     from qcfs_lava.checkpoint import checkpoint_sha256, load_checkpoint

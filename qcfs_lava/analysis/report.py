@@ -35,7 +35,7 @@ from qcfs_lava.analysis.energy import (
     format_constants,
     format_energy_table,
 )
-from qcfs_lava.errors import AnalysisError, CheckpointError
+from qcfs_lava.errors import AnalysisError, NotQcfsCheckpointError
 from qcfs_lava.io import to_jsonable, write_json, write_text
 from qcfs_lava.pipeline import ErrorBudget
 
@@ -160,9 +160,7 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
     tb = config.budget_steps
     try:
         source = load_source(config.checkpoint, steps=tb)
-    except CheckpointError as exc:
-        if "activations" not in str(exc):
-            raise
+    except NotQcfsCheckpointError as exc:
         raise AnalysisError(
             f"{exc}. A report needs a QCFS checkpoint (pass a ReLU one as relu_checkpoint / "
             "--relu-checkpoint)"
