@@ -122,8 +122,8 @@ CHIP_LIMITS: dict[str, tuple[HardwareLimit, ...]] = {
                       "assumption: 4 cores per router tile (chip floor plan in Davies et al. "
                       "2018; not stated as a number); hop counts depend on it", "assumption"),
         HardwareLimit("mesh_width", 8, "tiles per mesh row", "mesh",
-                      "assumption: 32 tiles in an 8 x 4 mesh per chip, chips side by side; "
-                      "hop counts depend on it", "assumption"),
+                      "assumption: 32 tiles in an 8 x 4 mesh per chip, chips on a near-square "
+                      "grid with joined meshes; hop counts depend on it", "assumption"),
     ),
     "loihi2": (
         HardwareLimit("compartments", 8192, "neurons", "core",

@@ -204,3 +204,24 @@ def test_digits_export_and_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["resources", path, "--chip", "loihi3"])
     assert exc.value.code == 2
+
+
+def test_report_has_a_resources_section(tmp_path):
+    from test_report import _checkpoint
+
+    from qcfs_lava.analysis.report import ReportConfig, make_report
+
+    cfg = ReportConfig(checkpoint=str(_checkpoint(tmp_path)), steps=(2,), samples=20,
+                       batch_size=20)
+    res = make_report(cfg, tmp_path / "rep")
+    data = json.loads(res.json.read_text())
+    r = data["resources"]
+    assert r["chip"] == "loihi1" and r["cores"] == sum(la["cores"] for la in r["layers"])
+    # hops = 0 equals the report's own Loihi 1 estimate; the placement's hops only add
+    hops0 = data["energy"]["2"]["per_sample_uj"]["loihi1"]
+    assert r["energy"]["per_sample_uj_hops0"] == pytest.approx(hops0)
+    assert r["energy"]["per_sample_uj_placed"] >= hops0
+    spikes = res.counts[2].layers[0].spikes / 20 / 2
+    assert r["layers"][0]["spikes_per_step"] == pytest.approx(spikes)
+    md = res.markdown.read_text()
+    assert "Resources on loihi1" in md and "with hops = 0" in md

@@ -27,7 +27,8 @@ so a core holds all channels of a patch of positions) cut into equal chunks of t
 size that keeps every chunk within every per-core limit. Layers are sized from the last to
 the first, because a layer's output axons depend on how its consumers are cut. Cores
 ``0..127`` are chip 0, and so on. A core's place on the mesh: ``cores_per_tile`` cores
-share a router tile, tiles fill rows of ``mesh_width`` tiles, chips sit side by side; the
+share a router tile, tiles fill rows of ``mesh_width`` tiles, chips sit on a near-square
+grid (``ceil(sqrt(chips))`` per row) and their meshes join; the
 **hops** of a message are the Manhattan distance between the source and destination tiles.
 Every spike of neuron ``j`` is sent once to each destination core that holds one of its
 targets (its *messages*); its hops are the sum over those messages. Input pixels come from
@@ -442,13 +443,16 @@ def _reached(net: IntegerNetwork, syn: Synapse, dst_index: int, n_dst: int
     return p * groups + ch // cig, sets
 
 
-def _tile_xy(core: np.ndarray, limits: dict) -> tuple[np.ndarray, np.ndarray]:
+def _tile_xy(core: np.ndarray, limits: dict, chips: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mesh coordinates of the router tile of each global core index."""
     per_chip = limits["cores_per_chip"].value
     per_tile = limits["cores_per_tile"].value
     width = limits["mesh_width"].value
+    height = math.ceil(per_chip / per_tile / width)
+    row = max(math.ceil(math.sqrt(chips)), 1)  # chips on a near-square grid
     chip, local = np.divmod(np.asarray(core), per_chip)
     tile = local // per_tile
-    return chip * width + tile % width, tile // width
+    return (chip % row) * width + tile % width, (chip // row) * height + tile // width
 
 
 def _largest_n(cap: int, ok) -> int | None:
@@ -603,6 +607,7 @@ def map_resources(
     first = np.concatenate([[0], np.cumsum([math.ceil(la.num_neurons / n_core[i])
                                             for i, la in enumerate(net.layers)])])
     total_cores = int(first[-1])
+    n_chips = math.ceil(total_cores / limits["cores_per_chip"].value)
 
     rows = []
     violations: list[Violation] = []
@@ -618,14 +623,14 @@ def map_resources(
         dest_cores = 0
         for d, key, sets in reached[i]:
             inbound = np.zeros(math.ceil(net.layers[d].num_neurons / n_core[d]))
-            sx, sy = _tile_xy(src_core, limits)
+            sx, sy = _tile_xy(src_core, limits, n_chips)
             order = np.argsort(key, kind="stable")
             bounds = np.searchsorted(key[order], np.arange(len(sets) + 1))
             for kidx, s in enumerate(sets):
                 members = order[bounds[kidx]:bounds[kidx + 1]]
                 if not len(members) or not len(s):
                     continue
-                dx, dy = _tile_xy(first[d] + s, limits)
+                dx, dy = _tile_xy(first[d] + s, limits, n_chips)
                 hops[members] += (np.abs(sx[members, None] - dx[None, :])
                                   + np.abs(sy[members, None] - dy[None, :])).sum(axis=1)
                 inbound[s] += w[members].sum()
@@ -695,7 +700,7 @@ def map_resources(
                                          synapses * (hw.WEIGHT_PRECISION_BITS
                                                      + hw.synapse_index_bits(n)), synapses))
 
-    chips = math.ceil(total_cores / limits["cores_per_chip"].value)
+    chips = n_chips
     notes = [f"{limit.key}: {limit.source}" for limit in limits.values()
              if limit.status == "not public"]
     if "neurons_per_chip" in limits:
@@ -856,6 +861,13 @@ def format_resources_markdown(rep: ResourceReport, *, heading: str = "##") -> st
         + ("every layer fits the public per-core limits."
            if rep.fits else f"**{len(rep.errors)} limit(s) no split can fix** (below)."),
         "",
+        f"{sum(r.neurons for r in rep.layers):,} neurons, "
+        f"{sum(r.synapses for r in rep.layers):,} synapses; synaptic memory "
+        f"{sum(r.memory_dense_bits for r in rep.layers) / 2**20:,.1f} Mibit stored densely "
+        "(what the core counts use), at least "
+        f"{sum(r.memory_shared_bits or r.memory_dense_bits for r in rep.layers) / 2**20:,.1f}"
+        " Mibit with shared conv kernels.",
+        "",
         "| layer | kind | neurons | fan-in max | fan-out max | synapses | weights | "
         "memory dense / shared (Kibit) | cores by limit | binds | cores |",
         "|---|---|---:|---:|---:|---:|---|---:|---|---|---:|",
@@ -938,10 +950,10 @@ def format_resources_markdown(rep: ResourceReport, *, heading: str = "##") -> st
         for la in e["layers"]:
             lines.append(f"| {la['name']} | {la['hops_per_spike']:.1f} | {la['hops0_nj']:.3f} "
                          f"| {la['placed_nj']:.3f} |")
-    lines += ["", "Violations (per-core limits):", ""]
+    lines += ["", "Violations (per-core limits; errors first):", ""]
     if rep.violations:
         lines += ["| layer | limit | value | allowed | what to do |", "|---|---|---:|---:|---|"]
-        for v in rep.violations:
+        for v in sorted(rep.violations, key=lambda v: v.severity != "error"):
             mark = "**error**: " if v.severity == "error" else ""
             lines.append(f"| {v.layer} | {v.limit} | {v.value} | {v.allowed} | "
                          f"{mark}{v.advice} |")
