@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from qcfs_lava import hardware as hw
 from qcfs_lava.analysis.counts import count_ops, synapse_fan_out
 from qcfs_lava.analysis.resources import (
+    _conv_np,
+    compare_unfolded_pools,
     format_resources_markdown,
     layer_fan_in,
     map_resources,
@@ -200,6 +202,14 @@ def test_digits_export_and_cli(tmp_path, capsys):
     pools = {la["name"]: la["pool_fold"] for la in data["layers"]}
     assert pools["conv2"]["folded_fan_in"] == 16 * 36 and pools["conv2"]["pool"] == [2, 2]
     assert data["cores"] == sum(la["cores"] for la in data["layers"])
+    assert main(["resources", path, "--samples", "12", "--check-pools", "--json",
+                 str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "pool check conv2" in text and "(the same)" in text and "hops = 0" in text
+    data = json.loads(out.read_text())
+    assert data["pool_check"]["conv2"]["differing"] == 0
+    assert data["layers"][0]["spikes_per_step"] > 0
+    assert main(["resources", path, "--check-pools"]) == 2
     assert main(["resources", str(tmp_path / "missing.net")]) == 2
     with pytest.raises(SystemExit) as exc:
         main(["resources", path, "--chip", "loihi3"])
@@ -225,3 +235,38 @@ def test_report_has_a_resources_section(tmp_path):
     assert r["layers"][0]["spikes_per_step"] == pytest.approx(spikes)
     md = res.markdown.read_text()
     assert "Resources on loihi1" in md and "with hops = 0" in md
+
+
+def test_numpy_conv_matches_torch():
+    syn = Synapse(0, "conv", _w((6, 2, 3, 2)), stride=(2, 1), padding=(1, 2),
+                  dilation=(1, 2), groups=2)
+    x = RNG.integers(0, 3, size=(3, 4, 7, 6))
+    want = F.conv2d(torch.tensor(x, dtype=torch.float64),
+                    torch.tensor(syn.weight, dtype=torch.float64), None, syn.stride,
+                    syn.padding, syn.dilation, syn.groups)
+    assert np.array_equal(_conv_np(x, syn), want.numpy().astype(np.int64))
+
+
+def test_digits_unfolded_pools_give_identical_currents():
+    from qcfs_lava.data import load_dataset
+    from qcfs_lava.netx import read_netx
+
+    net = read_netx("netx_exports/digits-cnn.net")
+    x = load_dataset("digits").x_test[:24]
+    res = emulate(net, x, 8, record="spikes")
+    cmp = compare_unfolded_pools(net, res.spikes)
+    assert set(cmp) == {"conv2", "fc3"}
+    assert cmp["conv2"]["entries"] == 24 * 8 * 512 and cmp["fc3"]["entries"] == 24 * 8 * 10
+    assert all(v["differing"] == 0 for v in cmp.values())
+    # and a deliberately broken factorization is caught
+    spikes = list(res.spikes)
+    orig = net.layers[1].synapses[0]
+    assert (orig.stride, orig.padding, orig.kernel_size) == ((2, 2), (2, 2), (6, 6))
+    bad = np.array(orig.weight)
+    bad[0, 0, 0, 0] += 2
+    broken = IntegerNetwork(net.input_shape, (net.layers[0], NeuronLayer(
+        "conv2", net.layers[1].shape, (Synapse(0, "conv", bad, stride=(2, 2),
+                                                padding=(2, 2)),),
+        net.layers[1].weight_exp, net.layers[1].bias_mant, net.layers[1].vth_mant),
+        net.layers[2]), levels=net.levels, phi=net.phi)
+    assert "conv2" not in compare_unfolded_pools(broken, spikes)

@@ -35,12 +35,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default=None,
                    help="dataset of that run (default: the one recorded in the file)")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    p.add_argument("--check-pools", action="store_true",
+                   help="with --samples: record spike trains and compare, at every step, the "
+                   "input currents of each pool-folded layer with those of a separate sum-pool "
+                   "layer followed by the smaller kernel (identical currents: same accuracy)")
     p.add_argument("--batch-size", type=int, default=256)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from qcfs_lava.analysis.resources import format_resources_text, map_resources
+    from qcfs_lava.analysis.resources import (
+        compare_unfolded_pools,
+        format_resources_text,
+        map_resources,
+    )
     from qcfs_lava.errors import AnalysisError
     from qcfs_lava.io import write_json
     from qcfs_lava.pipeline import load_network
@@ -52,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     net, _, _ = load_network(args.file, steps=args.steps)
     ops = counts = None
     steps = None
+    pools: dict = {}
     if args.samples is not None:
         from qcfs_lava.analysis.counts import count_ops
         from qcfs_lava.cli.common import load_test_data
@@ -59,16 +68,35 @@ def run(args: argparse.Namespace) -> int:
 
         steps = args.steps or int(net.metadata.get("steps", 8))
         x, y, _ = load_test_data(args, net.metadata.get("dataset"))
-        res = emulate(net, x, steps, labels=y, record="counts", batch_size=args.batch_size,
+        record = "spikes" if args.check_pools else "counts"
+        res = emulate(net, x, steps, labels=y, record=record, batch_size=args.batch_size,
                       progress=True)
-        ops, counts = count_ops(net, res), res.neuron_counts
+        ops = count_ops(net, res)
+        counts = res.neuron_counts if res.neuron_counts is not None else tuple(
+            s.sum(axis=1, dtype="int64") for s in res.spikes)
         print(f"run: {res.num_samples} samples at T = {steps}, accuracy "
               f"{100 * (res.accuracy or 0):.2f}%\n")
+        if args.check_pools:
+            pools = compare_unfolded_pools(net, res.spikes)
+            for name, v in pools.items():
+                verdict = "identical" if v["differing"] == 0 else f"{v['differing']} differ"
+                print(f"pool check {name}: {v['pool'][0]}x{v['pool'][1]} pool from "
+                      f"{v['source']} kept separate: input currents {verdict} on all "
+                      f"{v['entries']} (sample, step, neuron) entries")
+            if pools:
+                same = all(v["differing"] == 0 for v in pools.values())
+                print(f"accuracy with separate sum-pool layers: "
+                      f"{f'{100 * (res.accuracy or 0):.2f}% (the same)' if same else 'differs'}"
+                      "\n")
+    elif args.check_pools:
+        raise AnalysisError("--check-pools needs a run: pass --samples N")
     rep = map_resources(net, args.chip, ops=ops, neuron_counts=counts)
     print(format_resources_text(rep))
     if args.json:
         config = {k: v for k, v in vars(args).items() if k != "func"}
         config["steps"] = steps
-        write_json(args.json, {"command": "resources", "config": config, **rep.to_dict()})
+        extra = {"pool_check": pools} if args.check_pools else {}
+        write_json(args.json, {"command": "resources", "config": config, **rep.to_dict(),
+                               **extra})
         print(f"\nwrote {args.json}")
     return 0
