@@ -300,7 +300,26 @@ class Violation:
 
 @dataclass(frozen=True)
 class LayerResources:
-    """Resources and placement of one layer (see the module docstring for the model)."""
+    """Resources and placement of one layer (see the module docstring for the model).
+
+    Attributes:
+        kind: the kinds of its incoming synapses (``conv+conv`` for a residual layer).
+        fan_in_max, fan_in_mean: input axons per neuron; ``fan_out_*`` synapses per neuron
+            into its consumers (0 for the output layer).
+        weight_bits, sign_mode: weight precision and sign mode as exported (stored values
+            ``2 q``, ``q`` signed 8-bit, mixed sign mode); ``weight_bits_used``: bits the
+            largest ``|q|`` needs, sign included.
+        memory_dense_bits: ``synapses * (weight_bits + index_bits)``; ``memory_shared_bits``
+            the same with each conv kernel stored once (``None`` without a conv synapse).
+        cores_by_limit: cores each per-core limit asks for (``None``: no split fits).
+        binding: the limit asking for the most cores; ``cores`` what the placement uses.
+        first_core: global index of its first core; ``*_per_core``: largest over its cores.
+        messages_per_spike: destination cores a spike is sent to (spike-weighted mean);
+            ``hops_per_spike``: summed mesh hops of those messages.
+        spikes_per_step, messages_per_step: measured means per sample step (with a run);
+            ``messages_per_core_step``: per destination core, mean and ``_max``.
+        pool_fold: the folded pool and its unfolded alternative, if any.
+    """
 
     name: str
     kind: str
@@ -766,6 +785,9 @@ def map_resources(
                     math.ceil(synapses / limits["synapses_per_chip"].value))
     notes.append("input pixels are injected from the host and are not placed; their "
                  "traffic and hops are not counted")
+    if chip != "loihi1":
+        notes.append("synaptic memory in bits uses Loihi 1's synapse encoding (nengo-loihi); "
+                     "it is shown for comparison and not checked")
     energy = None
     if ops is not None:
         if chip == "loihi1":
