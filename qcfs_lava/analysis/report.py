@@ -35,6 +35,7 @@ from qcfs_lava.analysis.energy import (
     format_constants,
     format_energy_table,
 )
+from qcfs_lava.analysis.resources import format_resources_markdown, map_resources
 from qcfs_lava.errors import AnalysisError, NotQcfsCheckpointError
 from qcfs_lava.io import to_jsonable, write_json, write_text
 from qcfs_lava.pipeline import ErrorBudget
@@ -230,9 +231,12 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
         "breakdown": {t: b.to_dict() for t, b in breakdowns.items()},
         "plots": [p.name for p in plot_paths],
     }
+    resources = map_resources(net, "loihi1", ops=counts[tb], constants=constants)
+    data["resources"] = resources.to_dict()
     data = to_jsonable(data)
     md_path = write_text(out / "report.md",
-                         _markdown(data, counts[tb], energy[tb], constants, qreport))
+                         _markdown(data, counts[tb], energy[tb], constants, qreport)
+                         + "\n" + format_resources_markdown(resources) + "\n")
     json_path = write_json(out / "report.json", data)
     return ReportResult(out, md_path, json_path, plot_paths, data, counts, energy, budget)
 

@@ -21,6 +21,7 @@ COMMANDS = {
     "inspect": "netx_cmds",
     "export": "netx_cmds",
     "report": "report_cmds",
+    "resources": "resources_cmd",
     "sweep": "report_cmds",
     "train": "train",
     "evaluate": "train",
