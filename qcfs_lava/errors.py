@@ -45,3 +45,7 @@ class SimulationMismatchError(QcfsLavaError):
 
 class AnalysisError(QcfsLavaError):
     """A run result or model lacks what an analysis (counts, energy, report) needs."""
+
+
+class OutputPathError(QcfsLavaError):
+    """An output path cannot be written, or writing it would destroy an input or another file."""
