@@ -193,7 +193,8 @@ def emulate(
             needed for exact SynOps) or ``"spikes"`` (also full spike trains).
         batch_size: samples per batch.
         device: torch device.
-        progress: show a tqdm bar over batches.
+        progress: show a tqdm bar that advances every time step of every batch (so a long
+            run of one batch shows progress too).
 
     Returns:
         A :class:`SpikeRunResult` with ``backend="emulator"``.
@@ -226,8 +227,9 @@ def emulate(
         for lay in net.layers
     ]
     batches = range(0, n, batch_size)
-    with torch.no_grad(), _exact_matmul():
-        for lo in tqdm(batches, desc="emulate", unit="batch", disable=not progress):
+    bar = tqdm(total=len(batches) * steps, desc="emulate", unit="step", disable=not progress)
+    with torch.no_grad(), _exact_matmul(), bar:
+        for lo in batches:
             hi = min(lo + batch_size, n)
             xb = torch.as_tensor(x[lo:hi], device=device).to(torch.float32)
             b = hi - lo
@@ -270,6 +272,7 @@ def emulate(
                             spikes[li][lo:hi, t] = s.cpu().numpy()
                         out.append(s.to(torch.float32))
                     v[li] = vl
+                bar.update(1)
             pot = (v[-1] - net.layers[-1].v_init).reshape(b, -1)
             potentials[lo:hi] = pot.cpu().numpy().astype(np.int64)
             for li, c in enumerate(counts):

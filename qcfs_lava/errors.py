@@ -43,6 +43,10 @@ class SimulationMismatchError(QcfsLavaError):
     """The Lava simulation and the emulator disagree (they must be identical)."""
 
 
+class UsageError(QcfsLavaError):
+    """A command-line option or configuration value is invalid."""
+
+
 class AnalysisError(QcfsLavaError):
     """A run result or model lacks what an analysis (counts, energy, report) needs."""
 

@@ -57,7 +57,7 @@ from qcfs_lava.network import (
 from qcfs_lava.validate import (
     INDEX_MAX,
     LEVELS_MAX,
-    ValueProblem,
+    InvalidValueError,
     exact_bool,
     exact_int,
     exact_int_array,
@@ -411,7 +411,7 @@ def read_export_config(
         NetxFormatError: no JSON, not valid JSON, or a JSON left from another export (its
             digest or checksum differs from the ``.net`` file's).
     """
-    from qcfs_lava.validate import ValueProblem, strict_json
+    from qcfs_lava.validate import InvalidValueError, strict_json
 
     path = Path(path)
     sidecar = export_config_path(path)
@@ -419,7 +419,7 @@ def read_export_config(
         raise NetxFormatError(f"{sidecar}: no such file; export the network again to write it")
     try:
         config = strict_json(sidecar.read_text(encoding="utf-8", errors="replace"), str(sidecar))
-    except (ValueProblem, OSError) as exc:
+    except (InvalidValueError, OSError) as exc:
         raise NetxFormatError(f"{sidecar}: {exc}; export the network again") from exc
     if not isinstance(config, dict):
         raise NetxFormatError(f"{sidecar}: not an export configuration; export again")
@@ -659,7 +659,7 @@ def read_netx(path: str | os.PathLike) -> IntegerNetwork:
             net, stored = _Reader(f, path, digest=check.digest).network()
     except NetxFormatError:
         raise
-    except ValueProblem as exc:
+    except InvalidValueError as exc:
         raise NetxFormatError(
             f"{path}: {exc}; the file is damaged or was not written by qcfs-lava, export the "
             "network again"

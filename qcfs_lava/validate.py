@@ -5,7 +5,7 @@ integer field must be stored as an integer and lie in its range, a float must be
 shape must match exactly. Nothing is coerced (a float 523.9 is not "523"; a uint64 that
 wraps to a negative int64 is not "-2").
 
-The value checks raise :class:`ValueProblem` with a short description; the reader that calls
+The value checks raise :class:`InvalidValueError` with a short description; the reader that calls
 them adds the file name and the fix and raises its own typed error. The path checks raise
 :class:`~qcfs_lava.errors.OutputPathError` directly.
 """
@@ -27,7 +27,7 @@ import numpy as np
 from qcfs_lava.errors import CheckpointError, OutputPathError
 
 __all__ = [
-    "ValueProblem",
+    "InvalidValueError",
     "exact_int",
     "exact_int_vector",
     "exact_int_array",
@@ -43,7 +43,7 @@ __all__ = [
 INDEX_MAX = (1 << 31) - 1  # shapes, strides, counts: anything larger is damage, not a network
 
 
-class ValueProblem(ValueError):
+class InvalidValueError(ValueError):
     """A stored value has the wrong type, shape or range (the message says which)."""
 
 
@@ -55,23 +55,23 @@ def exact_int(value: Any, where: str, lo: int | None = None, hi: int | None = No
     """``value`` as a Python int, if it is one integer (numpy or Python) within ``[lo, hi]``.
 
     Raises:
-        ValueProblem: a float, bool, string, several values, or out of range.
+        InvalidValueError: a float, bool, string, several values, or out of range.
     """
     if isinstance(value, (bool, np.bool_)):
-        raise ValueProblem(f"{where} must be an integer, got the boolean {value!r}")
+        raise InvalidValueError(f"{where} must be an integer, got the boolean {value!r}")
     if isinstance(value, int):
         out = value
     else:
         arr = np.asarray(value)
         if arr.size != 1:
-            raise ValueProblem(f"{where} must be one integer, got shape {arr.shape}")
+            raise InvalidValueError(f"{where} must be one integer, got shape {arr.shape}")
         if not _is_int_dtype(arr.dtype):
-            raise ValueProblem(
+            raise InvalidValueError(
                 f"{where} must be stored as an integer, got {arr.dtype} {arr.reshape(-1)[0]!r}"
             )
         out = int(arr.reshape(-1)[0].item())
     if (lo is not None and out < lo) or (hi is not None and out > hi):
-        raise ValueProblem(f"{where} = {out} is outside [{lo}, {hi}]")
+        raise InvalidValueError(f"{where} = {out} is outside [{lo}, {hi}]")
     return out
 
 
@@ -79,11 +79,12 @@ def exact_int_array(value: Any, where: str, lo: int, hi: int) -> np.ndarray:
     """``value`` as an int64 array, if it is an integer array with every element in range."""
     arr = np.asarray(value)
     if not _is_int_dtype(arr.dtype):
-        raise ValueProblem(f"{where} must be an integer array, got dtype {arr.dtype}")
+        raise InvalidValueError(f"{where} must be an integer array, got dtype {arr.dtype}")
     if arr.size:
         amin, amax = arr.min(), arr.max()
         if amin < lo or amax > hi:  # compared before any cast, so nothing wraps
-            raise ValueProblem(f"{where} values must lie in [{lo}, {hi}], got [{amin}, {amax}]")
+            raise InvalidValueError(
+                f"{where} values must lie in [{lo}, {hi}], got [{amin}, {amax}]")
     return arr.astype(np.int64)
 
 
@@ -93,11 +94,11 @@ def exact_int_vector(
     """A 1-D integer vector (a scalar counts as length 1) as a tuple of ints."""
     arr = np.asarray(value)
     if arr.ndim > 1:
-        raise ValueProblem(f"{where} must be a vector, got shape {arr.shape}")
+        raise InvalidValueError(f"{where} must be a vector, got shape {arr.shape}")
     out = tuple(int(v) for v in exact_int_array(np.atleast_1d(arr), where, lo, hi))
     lengths = (length,) if isinstance(length, int) else length
     if lengths is not None and len(out) not in lengths:
-        raise ValueProblem(f"{where} must have {' or '.join(map(str, lengths))} entries, "
+        raise InvalidValueError(f"{where} must have {' or '.join(map(str, lengths))} entries, "
                            f"got {len(out)}")
     return out
 
@@ -115,20 +116,20 @@ def exact_bool(value: Any, where: str) -> bool:
 def finite_float(value: Any, where: str, lo: float | None = None, hi: float | None = None) -> float:
     """A finite real number (int or float, not bool) within ``[lo, hi]``."""
     if isinstance(value, (bool, np.bool_, str, bytes)):
-        raise ValueProblem(f"{where} must be a number, got {value!r}")
+        raise InvalidValueError(f"{where} must be a number, got {value!r}")
     arr = np.asarray(value)
     if arr.size != 1 or arr.dtype.kind not in "iuf":
-        raise ValueProblem(f"{where} must be one number, got {arr.dtype} of shape {arr.shape}")
+        raise InvalidValueError(f"{where} must be one number, got {arr.dtype} of shape {arr.shape}")
     out = float(arr.reshape(-1)[0].item())
     if not math.isfinite(out):
-        raise ValueProblem(f"{where} must be finite, got {out}")
+        raise InvalidValueError(f"{where} must be finite, got {out}")
     if (lo is not None and out < lo) or (hi is not None and out > hi):
-        raise ValueProblem(f"{where} = {out} is outside [{lo}, {hi}]")
+        raise InvalidValueError(f"{where} = {out} is outside [{lo}, {hi}]")
     return out
 
 
 def _refuse_constant(name: str):
-    raise ValueProblem(f"JSON holds {name}, which is not a number JSON allows")
+    raise InvalidValueError(f"JSON holds {name}, which is not a number JSON allows")
 
 
 def strict_json(text: Any, where: str) -> Any:
@@ -137,15 +138,15 @@ def strict_json(text: Any, where: str) -> Any:
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ValueProblem(f"{where} is not UTF-8 text ({exc})") from None
+            raise InvalidValueError(f"{where} is not UTF-8 text ({exc})") from None
     if not isinstance(text, str):
-        raise ValueProblem(f"{where} must be JSON text, got {type(text).__name__}")
+        raise InvalidValueError(f"{where} must be JSON text, got {type(text).__name__}")
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
-        raise ValueProblem(f"{where} is not valid JSON ({exc})") from None
+        raise InvalidValueError(f"{where} is not valid JSON ({exc})") from None
     except RecursionError:
-        raise ValueProblem(f"{where} is nested too deeply") from None
+        raise InvalidValueError(f"{where} is nested too deeply") from None
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -194,7 +195,7 @@ def check_checkpoint_dict(data: Mapping[str, Any], path: str | os.PathLike) -> d
             return
         try:
             out[key] = fn(data[key], f"'{key}'", *args)
-        except ValueProblem as exc:
+        except InvalidValueError as exc:
             problems.append(str(exc))
 
     def one_of(choices: Iterable[str]):
@@ -202,36 +203,37 @@ def check_checkpoint_dict(data: Mapping[str, Any], path: str | os.PathLike) -> d
 
         def fn(value, where):
             if not isinstance(value, str) or value not in choices:
-                raise ValueProblem(f"{where} = {value!r} is not one of {', '.join(choices)}")
+                raise InvalidValueError(f"{where} = {value!r} is not one of {', '.join(choices)}")
             return value
         return fn
 
     def float_list(value, where):
         if not isinstance(value, (list, tuple)):
-            raise ValueProblem(f"{where} must be a list of numbers, got {type(value).__name__}")
+            raise InvalidValueError(
+                f"{where} must be a list of numbers, got {type(value).__name__}")
         return [finite_float(v, f"{where}[{i}]") for i, v in enumerate(value)]
 
     def str_list(value, where):
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ValueProblem(f"{where} must be a list of strings")
+            raise InvalidValueError(f"{where} must be a list of strings")
         return list(value)
 
     def kwargs(value, where):
         if not isinstance(value, dict) or not _plain(value):
-            raise ValueProblem(f"{where} must be a dict of str keys and plain values "
+            raise InvalidValueError(f"{where} must be a dict of str keys and plain values "
                                f"(numbers, strings, lists), got {type(value).__name__}")
         return dict(value)
 
     def state_dict(value, where):
         if not isinstance(value, dict) or not value:
-            raise ValueProblem(f"{where} must be a non-empty dict of tensors")
+            raise InvalidValueError(f"{where} must be a non-empty dict of tensors")
         bad = [k for k, v in value.items() if not isinstance(k, str) or not torch.is_tensor(v)]
         if bad:
-            raise ValueProblem(f"{where} has entries that are not str -> tensor: {bad[:5]}")
+            raise InvalidValueError(f"{where} has entries that are not str -> tensor: {bad[:5]}")
         nonfinite = [k for k, v in value.items()
                      if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if nonfinite:
-            raise ValueProblem(f"{where} has NaN or infinite values in {nonfinite[:5]}")
+            raise InvalidValueError(f"{where} has NaN or infinite values in {nonfinite[:5]}")
         return dict(value)
 
     def best(value, where):
