@@ -136,9 +136,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # keep torch's whole explanation of what was blocked
         raise CheckpointError(
-            f"refusing to load checkpoint {path}: {exc}\n(qcfs-lava loads checkpoints with "
-            "weights_only=True and never runs code from a file; write checkpoints with "
-            "`qcfs-lava train` or `import-reference`)"
+            f"refusing to load checkpoint {path}: {' '.join(str(exc).split())} (qcfs-lava "
+            "loads checkpoints with weights_only=True and never runs code from a file; write "
+            "checkpoints with `qcfs-lava train` or `import-reference`)"
         ) from exc
     except Exception as exc:  # torch raises many types for corrupt/foreign files
         raise CheckpointError(

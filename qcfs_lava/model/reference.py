@@ -55,9 +55,9 @@ def load_reference(
             data = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:  # keep torch's explanation of what was blocked
             raise CheckpointError(
-                f"refusing to load reference checkpoint {path}: {exc}\n(it is loaded with "
-                "weights_only=True; save the plain state dict with torch.save(model."
-                "state_dict(), path))"
+                f"refusing to load reference checkpoint {path}: "
+                f"{' '.join(str(exc).split())} (it is loaded with weights_only=True; save the "
+                "plain state dict with torch.save(model.state_dict(), path))"
             ) from exc
         except Exception as exc:  # corrupt or foreign file: torch raises many types
             raise CheckpointError(
