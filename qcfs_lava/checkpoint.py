@@ -121,7 +121,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             format version, or lacks required fields.
     """
     from qcfs_lava.safe_hdf5 import file_kind
-    from qcfs_lava.validate import check_checkpoint_dict
+    from qcfs_lava.validate import check_checkpoint_dict, check_torch_archive
 
     path = Path(path)
     if not path.is_file():
@@ -131,6 +131,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             f"{path} is a NetX (.net) file, not a checkpoint; `emulate`, `simulate` and "
             "`inspect` take NetX files, this command needs the checkpoint (.pt) it was exported "
             "from"
+        )
+    damage = check_torch_archive(path)
+    if damage:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {damage}; the file is damaged (retrain or copy it "
+            "again)"
         )
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)

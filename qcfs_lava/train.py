@@ -209,6 +209,12 @@ def train(
     start_epoch, best_acc, history = 0, -1.0, []
     last_path, best_path = out / "last.pt", out / "best.pt"
     if config.resume and last_path.is_file():
+        from qcfs_lava.validate import check_torch_archive
+
+        damage = check_torch_archive(last_path)
+        if damage:
+            raise CheckpointError(f"cannot resume from {last_path}: {damage}; the file is "
+                                  "damaged: delete it to start over, or choose another --out")
         try:
             state = torch.load(last_path, map_location="cpu", weights_only=True)
         except Exception as exc:  # empty, truncated, foreign or unsafe: torch raises many types

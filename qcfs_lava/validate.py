@@ -35,6 +35,7 @@ __all__ = [
     "finite_float",
     "strict_json",
     "check_checkpoint_dict",
+    "check_torch_archive",
     "check_reference_tensors",
     "check_output_path",
     "deferred_interrupt",
@@ -168,6 +169,33 @@ def _plain(value: Any, depth: int = 0) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
     return False
+
+
+def check_torch_archive(path: str | os.PathLike) -> str | None:
+    """Verify the CRC-32 of every record of a ``torch.save`` zip archive before torch reads it.
+
+    ``torch.load`` does not check the checksums its own writer stores, so a changed byte of a
+    weight would load silently as a different weight. A file that is not a zip archive (the
+    legacy pickle format) is left to ``torch.load``.
+
+    Returns:
+        None when the archive is intact (or not a zip); otherwise what is wrong, in a few words.
+    """
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            with open(path, "rb") as f:
+                head = f.read(4)
+            return "a damaged zip archive" if head.startswith(b"PK") else None
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+            NotImplementedError, RuntimeError, UnicodeDecodeError) as exc:
+        return f"a damaged zip archive ({exc})"
+    if bad is not None:
+        return f"record {bad!r} fails its CRC-32 check"
+    return None
 
 
 def check_checkpoint_dict(data: Mapping[str, Any], path: str | os.PathLike) -> dict[str, Any]:

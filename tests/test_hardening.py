@@ -28,8 +28,7 @@ from qcfs_lava.data import DataSplit, load_dataset
 from qcfs_lava.emulator import emulate
 from qcfs_lava.errors import CheckpointError, DatasetError, NetxFormatError
 from qcfs_lava.model.zoo import build_model
-from qcfs_lava.netx import read_export_config, read_netx, write_netx
-from qcfs_lava.safe_hdf5 import write_digest_header
+from qcfs_lava.netx import read_netx, write_netx
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "netx_exports" / "digits-cnn.net"
@@ -64,6 +63,8 @@ def patched(src: Path, dst: Path, offset: int, value: int) -> Path:
 @contextlib.contextmanager
 def crafted(path: Path):
     """Edit with h5py and stamp a matching digest (a crafted, not merely damaged, file)."""
+    from qcfs_lava.safe_hdf5 import write_digest_header
+
     with h5py.File(path, "r+") as f:
         yield f
     write_digest_header(path)
@@ -303,6 +304,7 @@ def test_json_over_a_checkpoint_needs_force(ckpt_path, tmp_path, capsys):
 def test_interrupt_between_the_two_replacements_keeps_the_pair(tmp_path, monkeypatch):
     """Ctrl-C arrives right after the first file of the pair is moved into place."""
     import qcfs_lava.io as qio
+    from qcfs_lava.netx import read_export_config
 
     net = read_netx(EXAMPLE)
     path = tmp_path / "f.net"
@@ -328,6 +330,8 @@ def test_interrupt_between_the_two_replacements_keeps_the_pair(tmp_path, monkeyp
 
 
 def test_stale_json_beside_a_new_net_is_detected(tmp_path):
+    from qcfs_lava.netx import read_export_config
+
     net = read_netx(EXAMPLE)
     a, b = tmp_path / "a.net", tmp_path / "b.net"
     write_netx(net, a, config={"run": "a"})

@@ -33,7 +33,7 @@ from torch import nn
 
 from qcfs_lava.errors import CheckpointError
 from qcfs_lava.model.zoo import build_model
-from qcfs_lava.validate import check_reference_tensors
+from qcfs_lava.validate import check_reference_tensors, check_torch_archive
 
 __all__ = ["REFERENCE_ARCHS", "convert_reference_keys", "import_reference"]
 
@@ -51,6 +51,10 @@ def load_reference(
         path = Path(state_dict_or_path)
         if not path.is_file():
             raise CheckpointError(f"reference checkpoint {path} not found")
+        damage = check_torch_archive(path)
+        if damage:
+            raise CheckpointError(f"cannot read reference checkpoint {path}: {damage}; the file "
+                                  "is damaged, copy it again")
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:  # keep torch's explanation of what was blocked
