@@ -411,8 +411,6 @@ def read_export_config(
         NetxFormatError: no JSON, not valid JSON, or a JSON left from another export (its
             digest or checksum differs from the ``.net`` file's).
     """
-    from qcfs_lava.validate import InvalidValueError, strict_json
-
     path = Path(path)
     sidecar = export_config_path(path)
     if not sidecar.is_file():
