@@ -33,6 +33,8 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_emulator.py
 	$(BIN)/python benchmarks/bench_lava.py
+	# not a speed benchmark: damaged-file counts for README's "Failure modes"
+	$(BIN)/python benchmarks/bench_fuzz.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -262,7 +262,7 @@ def _mnist_split(root: Path | None, seed: int, verify: bool = True) -> DataSplit
                     "official MNIST test set); replace it with the original file"
                 )
     x, y = _idx_pair(folder, _MNIST_FILES["test_images"], _MNIST_FILES["test_labels"],
-                     f"mnist-split (pass --data-root / root, set QCFS_LAVA_MNIST_DIR, or put "
+                     f"mnist-split (pass --data-root, set QCFS_LAVA_MNIST_DIR, or put "
                      f"mnist/ in a folder of ${DATA_ENV_VAR})")
     train, test = _stratified_split(y, 2000 if len(y) >= 4000 else max(len(y) // 5, 10), seed)
     mean, std = _stats(x[train])
@@ -272,7 +272,8 @@ def _mnist_split(root: Path | None, seed: int, verify: bool = True) -> DataSplit
 
 def _mnist_full(root: Path | None) -> DataSplit:
     if root is None:
-        raise DatasetError("mnist: pass root=<folder with the four MNIST IDX files>")
+        raise DatasetError("mnist: no data folder given; pass --data-root DIR (root=DIR in "
+                           "Python), DIR holding the four MNIST IDX files")
     folder = Path(root)
     x_tr, y_tr = _idx_pair(folder, _MNIST_FILES["train_images"], _MNIST_FILES["train_labels"],
                            "mnist")
@@ -286,7 +287,8 @@ def _torchvision(name: str, root: Path | None, download: bool) -> DataSplit:
     from torchvision import datasets
 
     if root is None:
-        raise DatasetError(f"{name}: pass root=<folder for torchvision's {name} files>")
+        raise DatasetError(f"{name}: no data folder given; pass --data-root DIR (root=DIR in "
+                           f"Python), DIR holding torchvision's {name} files")
     cls = {"fashion-mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10,
            "cifar100": datasets.CIFAR100}[name]
     try:
@@ -295,7 +297,8 @@ def _torchvision(name: str, root: Path | None, download: bool) -> DataSplit:
     except (RuntimeError, OSError) as exc:
         raise DatasetError(
             f"{name}: cannot read the dataset under {root} ({exc}); put torchvision's files "
-            "there or pass download=True (--download) to fetch them"
+            f"there (`qcfs-lava train --dataset {name} --data-root {root} --download` fetches "
+            "them; download=True in Python)"
         ) from exc
 
     def arrays(ds) -> tuple[np.ndarray, np.ndarray]:

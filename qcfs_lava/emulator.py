@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from qcfs_lava import hardware as hw
 from qcfs_lava.network import INPUT, IntegerNetwork, Synapse, SynapseGeometry
-from qcfs_lava.progress import bar
+from qcfs_lava.progress import counter
 from qcfs_lava.results import RecordMode, SpikeRunResult, argmax_first, check_run_arguments
 
 FLOAT32_EXACT = 1 << 24
@@ -190,7 +190,8 @@ def emulate(
             or ``"spikes"`` (also full spike trains).
         batch_size: samples per batch.
         device: torch device.
-        progress: show a tqdm bar over batches.
+        progress: show a tqdm bar that advances every time step of every batch (so a long
+            run of one batch shows progress too).
 
     Returns:
         A :class:`SpikeRunResult` with ``backend="emulator"``.
@@ -220,8 +221,9 @@ def emulate(
         for lay in net.layers
     ]
     batches = range(0, n, batch_size)
-    with torch.no_grad(), _exact_matmul():
-        for lo in bar(batches, desc="emulate", unit="batch", enabled=progress):
+    steps_bar = counter(len(batches) * steps, desc="emulate", unit="step", enabled=progress)
+    with torch.no_grad(), _exact_matmul(), steps_bar:
+        for lo in batches:
             hi = min(lo + batch_size, n)
             xb = torch.as_tensor(x[lo:hi], device=device).to(torch.float32)
             b = hi - lo
@@ -264,6 +266,7 @@ def emulate(
                             spikes[li][lo:hi, t] = s.cpu().numpy()
                         out.append(s.to(torch.float32))
                     v[li] = vl
+                steps_bar.update(1)
             pot = (v[-1] - net.layers[-1].v_init).reshape(b, -1)
             potentials[lo:hi] = pot.cpu().numpy().astype(np.int64)
             for li, c in enumerate(counts):

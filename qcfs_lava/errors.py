@@ -47,5 +47,13 @@ class SimulationMismatchError(QcfsLavaError):
     """The Lava simulation and the emulator disagree (they must be identical)."""
 
 
+class UsageError(QcfsLavaError):
+    """A command-line option or configuration value is invalid."""
+
+
 class AnalysisError(QcfsLavaError):
     """A run result or model lacks what an analysis (counts, energy, report) needs."""
+
+
+class OutputPathError(QcfsLavaError):
+    """An output path cannot be written, or writing it would destroy an input or another file."""

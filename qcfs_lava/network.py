@@ -31,7 +31,8 @@ import numpy as np
 from qcfs_lava import hardware as hw
 from qcfs_lava.errors import NetworkValidationError
 
-FORMAT_VERSION = 1
+# 2: NetX files carry a whole-file digest header (qcfs_lava.safe_hdf5); 1 files still read.
+FORMAT_VERSION = 2
 INPUT = -1  # the ``source`` of a synapse fed by the network input
 
 SYNAPSE_KINDS = ("dense", "conv")

@@ -35,12 +35,10 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def is_hdf5(path: str | Path) -> bool:
-    """True when ``path`` starts with the HDF5 signature (a NetX file)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(8) == HDF5_SIGNATURE
-    except OSError:
-        return False
+    """True when ``path`` is an HDF5 file (a NetX file, with or without a digest header)."""
+    from qcfs_lava.safe_hdf5 import file_kind
+
+    return file_kind(path) == "hdf5"
 
 
 @dataclass(frozen=True)

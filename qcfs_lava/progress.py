@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-__all__ = ["ENV_VAR", "bar", "line", "mode", "stage"]
+__all__ = ["ENV_VAR", "bar", "counter", "line", "mode", "stage"]
 
 ENV_VAR = "QCFS_LAVA_PROGRESS"
 _MODES = ("bars", "lines", "off")
@@ -51,6 +51,20 @@ def bar(iterable: Iterable[T], *, desc: str, enabled: bool = True, total: int | 
     return _Plain(iterable)
 
 
+def counter(total: int, *, desc: str, enabled: bool = True, unit: str = "it",
+            leave: bool = False):
+    """A progress counter advanced by ``update(n)``: a tqdm bar when ``enabled`` and on a
+    terminal, else a silent object with the same ``update`` / context-manager interface.
+
+    For loops whose unit of progress is not one iterable (e.g. time steps inside batches).
+    """
+    if enabled and mode() == "bars":
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, leave=leave)
+    return _Plain(())
+
+
 class _Plain:
     """An iterable with tqdm's ``set_postfix`` as a no-op."""
 
@@ -62,6 +76,15 @@ class _Plain:
 
     def set_postfix(self, *args, **kwargs) -> None:
         pass
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def __enter__(self) -> _Plain:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
 
 
 def line(message: str, enabled: bool = True) -> None:

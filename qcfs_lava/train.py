@@ -210,19 +210,43 @@ def train(
     start_epoch, best_acc, history = 0, -1.0, []
     last_path, best_path = out / "last.pt", out / "best.pt"
     if config.resume and last_path.is_file():
+        from qcfs_lava.validate import check_torch_archive
+
+        damage = check_torch_archive(last_path)
+        if damage:
+            raise CheckpointError(f"cannot resume from {last_path}: {damage}; the file is "
+                                  "damaged: delete it to start over, or choose another --out")
         try:
             state = torch.load(last_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # empty, truncated, foreign or unsafe: torch raises many types
+            raise CheckpointError(
+                f"cannot resume from {last_path}: {type(exc).__name__}: {exc}; the file is "
+                "empty, damaged or not written by `qcfs-lava train`: delete it to start over, "
+                "or choose another --out"
+            ) from exc
+        if not isinstance(state, dict):
+            raise CheckpointError(
+                f"cannot resume from {last_path}: it holds a {type(state).__name__}, not the "
+                "training state `qcfs-lava train` writes: delete it or choose another --out"
+            )
+        try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng"])
             start_epoch, best_acc = int(state["epoch"]), float(state["best_accuracy"])
             history = json.loads(state["history"])
-        except (KeyError, RuntimeError, ValueError, OSError) as exc:
+        except (KeyError, RuntimeError, ValueError, OSError, TypeError, AttributeError) as exc:
             raise CheckpointError(
                 f"cannot resume from {last_path}: {exc}; it belongs to another configuration or "
                 "is corrupt: delete it or choose another --out"
             ) from exc
+        if start_epoch > config.epochs:
+            raise CheckpointError(
+                f"cannot resume from {last_path}: it has already trained {start_epoch} epochs, "
+                f"more than --epochs {config.epochs}; pass --epochs {start_epoch} or more (or "
+                "choose another --out)"
+            )
         log.info("resuming %s from epoch %d", out, start_epoch)
 
     resolved = dataclasses.asdict(config) | {

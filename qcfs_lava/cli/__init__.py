@@ -55,6 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     except QcfsLavaError as exc:
         print(f"qcfs-lava {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"qcfs-lava {args.command}: interrupted; files being written were not replaced",
+              file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` or similar: stop quietly
+        sys.stderr.close()
+        return 141
+    except OSError as exc:  # a write the path checks could not foresee (disk full, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"qcfs-lava {args.command}: error: {where}{exc.strerror or exc}; check the path, "
+              "its permissions and the free disk space", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from qcfs_lava.cli.common import add_data_args, load_test_data, parse_steps
+from qcfs_lava.cli.common import (
+    add_data_args,
+    add_force_arg,
+    load_test_data,
+    parse_steps,
+    positive_int,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,10 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", metavar="CHECKPOINT|FILE.net")
     p.add_argument("--steps", type=parse_steps, default=[8], help="T values, e.g. 1,2,4,8")
     add_data_args(p)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="cpu", help="torch device for the emulator")
     p.add_argument("--json", default=None, metavar="FILE",
                    help="write every number (and per-sample predictions) as JSON")
+    add_force_arg(p)
     p.set_defaults(func=run)
 
 
@@ -29,7 +36,11 @@ def run(args: argparse.Namespace) -> int:
     from qcfs_lava.io import write_json
     from qcfs_lava.network import format_table
     from qcfs_lava.pipeline import load_source, run_chain
+    from qcfs_lava.validate import check_output_path
 
+    if args.json:  # before any work, so finished results are never lost to an unwritable path
+        check_output_path(args.json, arg="--json", kind="json", inputs=[args.source],
+                          force=args.force)
     source = load_source(args.source, steps=max(args.steps))
     net, report = source.network, source.quantization
     x, y, split = load_test_data(args, net.metadata.get("dataset"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from qcfs_lava.cli.common import parse_steps
+from qcfs_lava.cli.common import non_negative_int, parse_steps, positive_int
 from qcfs_lava.errors import AnalysisError
 
 # sweep options whose default is SweepConfig's (left None here, so it is set in one place)
@@ -36,10 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
     p.add_argument("--steps", type=parse_steps, default=(1, 2, 4, 8, 16),
                    help="comma-separated time steps T (default 1,2,4,8,16)")
-    p.add_argument("--budget-steps", type=int, default=None,
+    p.add_argument("--budget-steps", type=positive_int, default=None,
                    help="T of the error budget, breakdown and Lava run (default: largest T)")
-    p.add_argument("--samples", type=int, default=None, help="test samples (default: all)")
-    p.add_argument("--lava-samples", type=int, default=0,
+    p.add_argument("--samples", type=positive_int, default=None,
+                   help="test samples (default: all)")
+    p.add_argument("--lava-samples", type=non_negative_int, default=0,
                    help="samples to simulate in Lava and compare with the emulator (default 0)")
     p.add_argument("--data-root", default=None, help="dataset folder")
     p.add_argument("--seed", type=int, default=0,
@@ -51,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override an energy constant (repeatable), e.g. cmos_ac_pj=0.03")
     p.add_argument("--energy-json", default=None,
                    help="JSON file {name: value} of energy constants")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run_report)
@@ -69,15 +70,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--model", default=None, help="registered model")
     s.add_argument("--levels", type=parse_steps, default=None, help="comma-separated L values")
     s.add_argument("--steps", type=parse_steps, default=None, help="comma-separated T values")
-    s.add_argument("--shift-levels", type=int, default=None,
+    s.add_argument("--shift-levels", type=positive_int, default=None,
                    help="L of the clip-floor vs clip-floor-shift experiment")
-    s.add_argument("--epochs", type=int, default=None)
-    s.add_argument("--batch-size", type=int, default=None)
+    s.add_argument("--epochs", type=positive_int, default=None)
+    s.add_argument("--batch-size", type=positive_int, default=None)
     s.add_argument("--lr", type=float, default=None)
     s.add_argument("--optimizer", default=None, choices=("sgd", "adam"))
-    s.add_argument("--width", type=int, default=None)
+    s.add_argument("--width", type=positive_int, default=None)
     s.add_argument("--seed", type=int, default=None)
-    s.add_argument("--samples", type=int, default=None, help="test samples (default: all)")
+    s.add_argument("--samples", type=positive_int, default=None, help="test samples (default: all)")
     s.add_argument("--data-root", default=None)
     s.add_argument("--device", default=None, help="auto, cpu or cuda")
     s.add_argument("--no-resume", action="store_true", help="retrain every run")
@@ -103,7 +104,25 @@ def run_report(args: argparse.Namespace) -> int:
         energy_overrides=_energy_overrides(args.energy_const), energy_json=args.energy_json,
         batch_size=args.batch_size, device=args.device,
     )
-    result = make_report(config, args.out, progress=True)
+    from pathlib import Path
+
+    from qcfs_lava.checkpoint import load_checkpoint
+    from qcfs_lava.errors import OutputPathError
+
+    # the inputs are read and the output folder checked before the folder is created
+    for path in (args.checkpoint, args.relu_checkpoint):
+        if path is not None:
+            load_checkpoint(path)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"--out {out} is a file, not a folder; choose another --out")
+    created = not out.exists()
+    try:
+        result = make_report(config, args.out, progress=True)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # leave no empty output folder behind
+        raise
     b = result.data["error_budget"]
 
     def pct(v):
