@@ -45,3 +45,8 @@ class SimulationMismatchError(QcfsLavaError):
 
 class AnalysisError(QcfsLavaError):
     """A run result or model lacks what an analysis (counts, energy, report) needs."""
+
+
+class NirError(QcfsLavaError):
+    """A NIR file or graph is missing, foreign or unsupported, or the optional NIR packages
+    (``pip install 'qcfs-lava[nir]'``) are not installed."""

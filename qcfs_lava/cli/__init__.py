@@ -25,6 +25,7 @@ COMMANDS = {
     "train": "train",
     "evaluate": "train",
     "simulate": "simulate",
+    "run-nir": "nir_cmds",
 }
 
 

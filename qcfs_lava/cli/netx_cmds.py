@@ -28,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--steps", type=int, default=None, metavar="T",
         help="time steps T the network is meant to run (recorded in the file's metadata)",
     )
+    p.add_argument(
+        "--format", choices=("netx", "nir"), default="netx",
+        help="netx: the integer network as lava-dl NetX (default); nir: the float SNN as a "
+        "NIR graph (needs the optional extra: pip install 'qcfs-lava[nir]')",
+    )
     p.set_defaults(func=run_export)
 
     p = sub.add_parser(
@@ -50,6 +55,10 @@ def run_export(args: argparse.Namespace) -> int:
 
     if args.steps is not None and args.steps < 1:
         raise CheckpointError(f"--steps must be >= 1, got {args.steps}")
+    if args.format == "nir":
+        from qcfs_lava.cli.nir_cmds import run_export_nir
+
+        return run_export_nir(args)
     net, report, _ = convert_checkpoint(args.checkpoint, steps=args.steps)
     out = Path(args.out)
     write_netx(net, out)
