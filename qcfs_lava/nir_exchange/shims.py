@@ -200,9 +200,10 @@ def _sinabs_if(node, steps: int) -> nn.Module:
                     spike_fn=SingleSpike, reset_fn=MembraneSubtract(), min_v_mem=None)
 
 
-def sinabs_module(graph, steps: int | None = None, *,
-                  dtype: torch.dtype = torch.float32) -> nn.Module:
+def sinabs_module(graph, steps: int | None = None) -> nn.Module:
     """Load a qcfs-lava NIR graph (or file) into sinabs, for ``steps`` steps per sample.
+
+    float32 only: sinabs's spike functions return float32 spikes.
 
     Returns:
         ``nirtorch``'s ``GraphModule`` taking the time-folded input ``(N*T, *input_shape)``
@@ -227,27 +228,27 @@ def sinabs_module(graph, steps: int | None = None, *,
         nir.SumPool2d: sinabs_layer,
         nir.Flatten: sinabs_layer,
     }
-    return nirtorch.nir_to_torch(graph, node_map, dtype=dtype)
+    return nirtorch.nir_to_torch(graph, node_map, dtype=torch.float32)
 
 
 @torch.no_grad()
 def run_sinabs(graph, x: torch.Tensor, steps: int | None = None, *,
-               dtype: torch.dtype = torch.float32, batch_size: int = 256) -> np.ndarray:
+               batch_size: int = 256) -> np.ndarray:
     """Run a qcfs-lava NIR graph in sinabs; the ``Output`` at every step.
 
     The input is repeated ``T`` times along a time axis folded into the batch, as sinabs's
-    ``*Squeeze`` layers expect.
+    ``*Squeeze`` layers expect. float32 (see :func:`sinabs_module`).
 
     Returns:
         ``(steps, N, classes)`` array.
     """
     graph = _graph(graph)
     t = graph_semantics(graph).resolve_steps(steps)
-    module = sinabs_module(graph, t, dtype=dtype)
+    module = sinabs_module(graph, t)
     from sinabs.layers import StatefulLayer
 
     neurons = [m for m in module.modules() if isinstance(m, StatefulLayer)]
-    x = torch.as_tensor(x).to(dtype)
+    x = torch.as_tensor(x).to(torch.float32)
     out = []
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
