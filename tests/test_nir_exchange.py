@@ -123,6 +123,24 @@ def test_residual_round_trip_equals_float_snn(tmp_path):
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("name,size,kw", [("mlp", 8, {"width": 32}),
+                                           ("vgg11", 32, {"width": 4, "hidden": 32})])
+def test_other_zoo_models_round_trip(name, size, kw):
+    """Flatten on the input, Dropout, stacked convs: the executor equals the float SNN."""
+    from qcfs_lava.model.zoo import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, in_channels=1, num_classes=10, input_size=size, thresh=0.5,
+                        **kw).eval()
+    x = torch.randn(6, 1, size, size, generator=torch.Generator().manual_seed(0))
+    graph = to_nir(model, (1, size, size), steps=4)
+    result = run_nir(graph, x.numpy())
+    ref, ref_spikes = float_snn(model.double(), x.double(), 4)
+    np.testing.assert_allclose(result.outputs, ref, rtol=0, atol=1e-6)
+    spikes = spikes_by_source(graph, result)
+    assert spikes == ref_spikes and min(spikes.values()) > 0
+
+
 def test_if_dynamics_on_a_hand_built_graph():
     """Our IF (>=, subtract, v_init) and NIR's literal IF, step by step."""
 
