@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="convert a QCFS checkpoint to the integer network and write a NetX (.net) file",
         description="Fold and quantize a trained QCFS checkpoint into the integer spiking "
         "network (Loihi ranges) and write it as a lava-dl NetX HDF5 file. The export "
-        "configuration and the per-layer quantization report are written to FILE.net.json.",
+        "configuration and the per-layer quantization report are written to FILE.net.json. "
+        "With --format nir, write the float SNN as a NIR graph instead (and FILE.nir.json).",
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint from `qcfs-lava train`")
     p.add_argument("--out", required=True, metavar="FILE.net", help="NetX file to write")
