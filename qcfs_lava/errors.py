@@ -57,3 +57,8 @@ class AnalysisError(QcfsLavaError):
 
 class OutputPathError(QcfsLavaError):
     """An output path cannot be written, or writing it would destroy an input or another file."""
+
+
+class NirError(QcfsLavaError):
+    """A NIR file or graph is missing, foreign or unsupported, or the optional NIR packages
+    (``pip install 'qcfs-lava[nir]'``) are not installed."""

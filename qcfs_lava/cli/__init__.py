@@ -26,6 +26,7 @@ COMMANDS = {
     "train": "train",
     "evaluate": "train",
     "simulate": "simulate",
+    "run-nir": "nir_cmds",
 }
 
 

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="convert a QCFS checkpoint to the integer network and write a NetX (.net) file",
         description="Fold and quantize a trained QCFS checkpoint into the integer spiking "
         "network (Loihi ranges) and write it as a lava-dl NetX HDF5 file. The export "
-        "configuration and the per-layer quantization report are written to FILE.net.json.",
+        "configuration and the per-layer quantization report are written to FILE.net.json. "
+        "With --format nir, write the float SNN as a NIR graph instead (and FILE.nir.json).",
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint from `qcfs-lava train`")
     p.add_argument("--out", required=True, metavar="FILE.net", help="NetX file to write")
@@ -31,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="time steps T the network is meant to run (recorded in the file's metadata)",
     )
     add_force_arg(p)
+    p.add_argument(
+        "--format", choices=("netx", "nir"), default="netx",
+        help="netx: the integer network as lava-dl NetX (default); nir: the float SNN as a "
+        "NIR graph (needs the optional extra: pip install 'qcfs-lava[nir]')",
+    )
     p.set_defaults(func=run_export)
 
     p = sub.add_parser(
@@ -53,6 +59,10 @@ def run_export(args: argparse.Namespace) -> int:
 
     if args.steps is not None and args.steps < 1:
         raise CheckpointError(f"--steps must be >= 1, got {args.steps}")
+    if args.format == "nir":
+        from qcfs_lava.cli.nir_cmds import run_export_nir
+
+        return run_export_nir(args)
     out = Path(args.out)
     # before any work: neither output may be the input, a folder, or a file of another kind
     check_output_path(out, arg="--out", kind="hdf5", inputs=[args.checkpoint], force=args.force)
