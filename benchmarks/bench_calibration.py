@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -190,8 +191,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--relu", required=True, help="checkpoint of the ReLU network")
     p.add_argument("--qcfs", default=None, help="QCFS-trained checkpoint (reference rows)")
-    p.add_argument("--recalibrate-qcfs", action="store_true",
-                   help="also recalibrate the QCFS-trained model per channel")
+    p.add_argument("--qcfs-rows", default="trained",
+                   help="rows of the --qcfs model: 'trained' (as trained), 'recalibrated' "
+                   "(recalibrated per channel, no fine-tune) or both, comma-separated")
     p.add_argument("--configs", type=_configs, default=_configs(DEFAULT_CONFIGS),
                    help="our calibrations: comma-separated L:layer|channel[+ft], e.g. "
                    f"{DEFAULT_CONFIGS}")
@@ -227,7 +229,7 @@ def main() -> None:
     relu = relu_ckpt.build_model()
     steps = args.steps
     result = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "relu_checkpoint": args.relu, "qcfs_checkpoint": args.qcfs,
         "dataset": split.name, "model": relu_ckpt.model, "test_samples": len(y_np),
         "calibration_samples": len(index), "percentile": args.percentile, "steps": steps,
@@ -237,9 +239,11 @@ def main() -> None:
     print(f"ReLU ANN {100 * result['relu_ann']:.2f}% on {len(y_np)} test images", flush=True)
     rows = result["rows"]
 
+    qcfs_rows = {r.strip() for r in args.qcfs_rows.split(",")}
     if args.qcfs:
         qckpt = load_checkpoint(args.qcfs)
         qmodel = qckpt.build_model()
+    if args.qcfs and "trained" in qcfs_rows:
         t0 = time.perf_counter()
         acc = integer_snn(qmodel, qckpt, x_u8, y_np, steps, args.batch_size)
         rows.append({"method": f"qcfs-lava, QCFS-trained (L={qckpt.levels})", "family": "ours",
@@ -247,7 +251,7 @@ def main() -> None:
                      "ann": evaluate_ann(qmodel, x_test, y_test), "accuracy": acc,
                      "seconds": time.perf_counter() - t0})
         print(f"  {rows[-1]['method']}: {_fmt(acc, steps)}", flush=True)
-    if args.qcfs and args.recalibrate_qcfs:
+    if args.qcfs and "recalibrated" in qcfs_rows:
         t0 = time.perf_counter()
         cal = calibrate(qmodel, x_cal, CalibrationConfig(levels=qckpt.levels, phi=qckpt.phi,
                                                          percentile=args.percentile,

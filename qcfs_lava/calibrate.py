@@ -38,8 +38,9 @@ is used and :attr:`ActivationCalibration.note` says why:
 - an activation whose producer or consumer is not a conv/linear/BatchNorm (e.g. the end of
   the model, a grouped conv, BatchNorm without affine parameters).
 
-In the registry's ResNets that leaves the activation inside every block and the outputs of
-blocks with a 1x1-conv shortcut per channel; plain CNNs and VGGs are per channel throughout.
+In the registry's ResNets that leaves the activation inside every block per channel (every
+block output has or feeds an identity shortcut); plain CNNs, VGGs and MLPs are per channel
+throughout.
 
 Example:
     >>> result = calibrate(relu_model, x_train_float[:1000], CalibrationConfig(levels=4,
