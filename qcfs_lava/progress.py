@@ -52,17 +52,47 @@ def bar(iterable: Iterable[T], *, desc: str, enabled: bool = True, total: int | 
 
 
 def counter(total: int, *, desc: str, enabled: bool = True, unit: str = "it",
-            leave: bool = False):
-    """A progress counter advanced by ``update(n)``: a tqdm bar when ``enabled`` and on a
-    terminal, else a silent object with the same ``update`` / context-manager interface.
+            leave: bool = False, interval: float = 10.0):
+    """A progress counter advanced by ``update(n)``, for loops whose unit of progress is not
+    one iterable (e.g. time steps inside batches).
 
-    For loops whose unit of progress is not one iterable (e.g. time steps inside batches).
+    On a terminal (``"bars"`` mode) a tqdm bar; in ``"lines"`` mode one line
+    ``<desc>: <done>/<total> <unit> (<pct>%), <s> s`` at most every ``interval`` seconds, so a
+    long stage shows progress in a log without flooding it; silent when ``"off"`` or not
+    ``enabled``. Either way it supports ``update`` and the context-manager protocol.
     """
-    if enabled and mode() == "bars":
+    current = mode()
+    if enabled and current == "bars":
         from tqdm.auto import tqdm
 
         return tqdm(total=total, desc=desc, unit=unit, leave=leave)
+    if enabled and current == "lines":
+        return _Lines(total, desc, unit, interval)
     return _Plain(())
+
+
+class _Lines:
+    """``counter`` in ``"lines"`` mode: a line to stderr at most every ``interval`` seconds."""
+
+    def __init__(self, total: int, desc: str, unit: str, interval: float) -> None:
+        self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
+        self.done = 0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.interval and self.done < self.total:
+            self.last = now
+            pct = 100.0 * self.done / max(self.total, 1)
+            print(f"{self.desc}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), "
+                  f"{now - self.start:.0f} s", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> _Lines:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
 
 
 class _Plain:

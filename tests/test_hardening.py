@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import pickle
+import select
 import signal
 import subprocess
 import sys
@@ -436,7 +437,7 @@ def test_resume_with_fewer_epochs_is_refused(trained_run, capsys):
 
 @pytest.mark.slow
 def test_ctrl_c_exits_130_without_traceback():
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "QCFS_LAVA_PROGRESS": "bars"}
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; from qcfs_lava.cli import main; sys.exit(main())",
          "emulate", str(EXAMPLE), "--steps", "100000", "--samples", "1"],
@@ -446,7 +447,9 @@ def test_ctrl_c_exits_130_without_traceback():
         seen = ""
         deadline = time.monotonic() + 120
         while "emulate:" not in seen and time.monotonic() < deadline:
-            seen += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+            if ready:
+                seen += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
         assert "emulate:" in seen, "no progress bar appeared"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
@@ -457,7 +460,8 @@ def test_ctrl_c_exits_130_without_traceback():
     assert "Traceback" not in seen + err and "interrupted" in seen + err
 
 
-def test_progress_advances_inside_a_batch(capsys):
+def test_progress_advances_inside_a_batch(capsys, monkeypatch):
+    monkeypatch.setenv("QCFS_LAVA_PROGRESS", "bars")
     split = load_dataset("digits")
     emulate(read_netx(EXAMPLE), split.x_test[:1], 7, progress=True)
     assert "7/7" in capsys.readouterr().err

@@ -44,3 +44,21 @@ def test_emulator_progress_in_a_log_has_no_carriage_returns(monkeypatch, capsys)
     x = np.random.default_rng(1).integers(0, 256, (6, *net.input_shape), dtype=np.uint8)
     emulate(net, x, 3, batch_size=2, progress=True)
     assert "\r" not in capsys.readouterr().err
+
+
+def test_counter_prints_periodic_lines_in_logs(monkeypatch, capsys):
+    monkeypatch.setenv(progress.ENV_VAR, "lines")
+    ticks = iter([0.0, 3.0, 11.0, 15.0, 22.0, 30.0])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(ticks))
+    with progress.counter(100, desc="emulate", unit="step", interval=10.0) as c:
+        for _ in range(5):
+            c.update(10)
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["emulate: 20/100 step (20%), 11 s", "emulate: 40/100 step (40%), 22 s"]
+
+
+def test_counter_is_silent_when_off(monkeypatch, capsys):
+    monkeypatch.setenv(progress.ENV_VAR, "off")
+    with progress.counter(10, desc="emulate") as c:
+        c.update(10)
+    assert capsys.readouterr().err == ""

@@ -15,6 +15,7 @@ from qcfs_lava import __version__
 
 # command name -> module of qcfs_lava.cli that registers it
 COMMANDS = {
+    "calibrate": "calibrate_cmd",
     "demo": "demo",
     "emulate": "emulate",
     "import-reference": "reference_cmd",
