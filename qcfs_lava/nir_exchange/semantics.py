@@ -3,8 +3,8 @@ r"""What a qcfs-lava NIR file means beyond NIR itself: the namespaced metadata.
 NIR 1.0.8's ``IF`` node integrates ``v += r * I``, fires when ``v > v_threshold`` and resets
 *to* ``v_reset``; every sample starts at ``v = 0``; a graph says nothing about the number of
 steps, how a static image is presented or how the output becomes a prediction. The float SNN
-of docs/contract.md section 2 differs on each point, so a qcfs-lava NIR file carries the rest under the
-metadata key :data:`NAMESPACE` (``"qcfs_lava"``), with a format :data:`VERSION`.
+(docs/contract.md, section 2) differs on each point, so a qcfs-lava NIR file carries the rest
+under the metadata key :data:`NAMESPACE` (``"qcfs_lava"``), with a format :data:`VERSION`.
 
 Graph metadata, ``graph.metadata["qcfs_lava"]``:
 
