@@ -93,7 +93,7 @@ def _check_neurons(graph) -> None:
 
 # ---- snntorch ------------------------------------------------------------------------------
 def _ge(mem_shift: torch.Tensor) -> torch.Tensor:
-    """Spike function for snntorch: fire on ``mem - threshold >= 0`` (the contract fires on ``>=``)."""
+    """Spike function for snntorch: fire on ``mem - threshold >= 0`` (the contract's ``>=``)."""
     return (mem_shift >= 0).to(mem_shift.dtype)
 
 
