@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", default="cnn", help="model name (mlp, cnn, vgg11, vgg16, "
                    "resnet18, resnet20, resnet34); default cnn")
-    p.add_argument("--dataset", default="digits", help="dataset name; default digits")
+    p.add_argument("--dataset", default="digits",
+                   help="dataset name, or npz:FILE.npz for your own arrays; default digits")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--download", action="store_true", help="let torchvision download data")
     p.add_argument("--out", required=True, help="output folder, e.g. runs/cnn-digits")
