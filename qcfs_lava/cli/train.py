@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--phi", type=float, default=None, help="QCFS shift (0.5 or 0)")
     p.add_argument("--thresh", type=float, default=None, help="initial threshold lambda")
     p.add_argument("--width", type=int, default=None, help="model base width")
+    p.add_argument("--hidden", type=int, default=None,
+                   help="VGG classifier hidden units (default 4096; 0: one Linear layer)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -68,6 +70,8 @@ def run_train(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = recipe(args.dataset)
     options.update({k: getattr(args, k) for k in _FIELDS if getattr(args, k) is not None})
+    if args.hidden is not None:
+        options["model_kwargs"] = {"hidden": args.hidden}
     config = TrainConfig(model=args.model, dataset=args.dataset, out_dir=args.out,
                          data_root=args.data_root, download=args.download, resume=args.resume,
                          **options)
