@@ -1,0 +1,110 @@
+"""Where the integer SNN loses against the float SNN: weight precision, layer by layer.
+
+The integer network differs from the float SNN (SPEC section 2) by its rounding: 8-bit
+weights on one grid per layer, 17-bit thresholds, 13-bit biases and the 24-bit membrane. To
+tell whether the 8-bit weight grid is what costs accuracy, this script converts the same
+checkpoint again with a wider weight range (an experiment only: Loihi's synapses are 8-bit)
+and emulates it exactly like the real network, on the same images and T:
+
+- ``8``: the real conversion (what ``export`` writes);
+- ``B`` for each ``--bits``: weights with ``B`` bits instead of 8, every other range unchanged.
+
+If the gap closes with wider weights, the weight grid is the cause; the per-layer quantization
+report (weight step against each synapse's largest weight) then says which layers. Membrane
+saturations are counted per layer in every run. Writes a results JSON with the command line.
+
+    .venv/bin/python benchmarks/gap_diagnosis.py runs/resnet20-c10s/best.pt --steps 8,16,32 \\
+        --out benchmarks/results/gap-resnet20-cifar10-subset.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from qcfs_lava import convert as convert_mod
+from qcfs_lava import hardware as hw
+from qcfs_lava.checkpoint import checkpoint_sha256, load_checkpoint
+from qcfs_lava.data import load_dataset, normalize
+from qcfs_lava.emulator import emulate
+from qcfs_lava.io import write_json
+from qcfs_lava.pipeline import convert_checkpoint
+from qcfs_lava.snn import simulate_snn
+
+
+@contextmanager
+def weight_bits(bits: int):
+    """Temporarily allow ``bits``-bit weights (stored as even integers, as for 8 bits)."""
+    saved = (hw.WEIGHT_MIN, hw.WEIGHT_MAX, convert_mod.WEIGHT_QMAX)
+    qmax = (1 << (bits - 1)) - 1
+    hw.WEIGHT_MIN, hw.WEIGHT_MAX, convert_mod.WEIGHT_QMAX = -2 * (qmax + 1), 2 * qmax, qmax
+    try:
+        yield
+    finally:
+        hw.WEIGHT_MIN, hw.WEIGHT_MAX, convert_mod.WEIGHT_QMAX = saved
+
+
+def _main_path_resolution(net, report) -> dict:
+    """Per layer and synapse: largest |q| used (127 = the full 8-bit range)."""
+    out = {}
+    for layer, q in zip(net.layers, report.layers, strict=True):
+        out[layer.name] = {
+            "qmax": q.qmax,
+            "synapse_max_abs_q": [int(np.abs(s.weight).max(initial=0)) // 2
+                                  for s in layer.synapses],
+            "weight_step": q.weight_step * 2,
+        }
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint")
+    p.add_argument("--steps", default="8,16,32")
+    p.add_argument("--bits", default="12", help="comma-separated wider weight widths")
+    p.add_argument("--samples", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    steps = sorted({int(s) for s in args.steps.split(",")})
+    ckpt = load_checkpoint(args.checkpoint)
+    split = load_dataset(ckpt.dataset)
+    n = len(split.y_test) if args.samples is None else min(args.samples, len(split.y_test))
+    x, y = split.x_test[:n], split.y_test[:n]
+    result = {
+        "command": " ".join(["python", *sys.argv]),
+        "checkpoint": args.checkpoint, "sha256": checkpoint_sha256(args.checkpoint),
+        "model": ckpt.model, "dataset": split.name, "samples": n, "steps": steps,
+    }
+    t0 = time.perf_counter()
+    model = ckpt.build_model().eval()
+    xf = normalize(x, ckpt.mean, ckpt.std)
+    result["float_snn"] = {str(t): a for t, a in
+                           simulate_snn(model, xf, torch.as_tensor(y), steps).accuracy.items()}
+    print("float SNN: " + ", ".join(f"T={t} {100 * a:.2f}%"
+                                    for t, a in result["float_snn"].items()), flush=True)
+    result["integer_snn"] = {}
+    for bits in [8] + [int(b) for b in args.bits.split(",") if b.strip()]:
+        with weight_bits(bits):
+            net, report, _ = convert_checkpoint(args.checkpoint, steps=max(steps))
+            runs = {t: emulate(net, x, t, labels=y, batch_size=args.batch_size) for t in steps}
+        result["integer_snn"][str(bits)] = {
+            "accuracy": {str(t): r.accuracy for t, r in runs.items()},
+            "saturations": {str(t): r.to_dict(per_sample=False)["saturations"]
+                            for t, r in runs.items()},
+            "layers": _main_path_resolution(net, report),
+        }
+        print(f"integer SNN, {bits}-bit weights: " + ", ".join(
+            f"T={t} {100 * r.accuracy:.2f}%" for t, r in runs.items()), flush=True)
+    result["seconds"] = time.perf_counter() - t0
+    write_json(args.out, result, sort_keys=True)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
