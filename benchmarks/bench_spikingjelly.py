@@ -7,9 +7,9 @@ strongest: per-channel thresholds from a percentile or the maximum of each chann
 activations, membranes starting at half threshold (``channel_wise=True,
 half_threshold=True``). Each converted SNN runs ``max(T)`` steps on the test part; the
 accuracy is read at every T of ``--steps``. On the same images, the QCFS checkpoint's ANN and
-float SNN are measured in the same process; the integer SNN figures are taken from a
-``qcfs-lava report`` JSON of the QCFS checkpoint when ``--qcfs-report`` is given (same test
-images: the report's sample count must match). Writes a results JSON with the command line.
+float SNN are measured in the same process, or, when ``--qcfs-report`` is given, taken with
+the integer SNN from a ``qcfs-lava report`` JSON of that checkpoint (checked: same checkpoint,
+same number of test images, every T present). Writes a results JSON with the command line.
 
 Needs the ``bench`` extra (``pip install "qcfs-lava[bench]"``: spikingjelly).
 
@@ -130,21 +130,32 @@ def main() -> None:
         result["spikingjelly"][spec["label"]] = out
         print(f"SpikingJelly {spec['label']}: " + ", ".join(
             f"T={t} {100 * a:.2f}%" for t, a in out["accuracy"].items()), flush=True)
-    qcfs = qcfs_ckpt.build_model().eval()
-    result["qcfs_ann"] = evaluate_ann(qcfs, x_qcfs, y)
-    t0 = time.perf_counter()
-    result["qcfs_float_snn"] = {str(t): a for t, a in
-                                simulate_snn(qcfs, x_qcfs, y, steps).accuracy.items()}
-    result["qcfs_float_snn_s"] = time.perf_counter() - t0
-    print("QCFS float SNN: " + ", ".join(
-        f"T={t} {100 * a:.2f}%" for t, a in result["qcfs_float_snn"].items()), flush=True)
+    report = None
     if args.qcfs_report:
         report = json.loads(Path(args.qcfs_report).read_text())
         if report["error_budget"]["samples"] != n:
             sys.exit(f"{args.qcfs_report} covers {report['error_budget']['samples']} samples, "
                      f"not {n}: run the report with the same --samples")
-        result["qcfs_integer_snn"] = report["accuracy"]["integer_snn"]
-        result["qcfs_report"] = args.qcfs_report
+        if report["checkpoint"]["sha256"] != result["qcfs_checkpoint"]["sha256"]:
+            sys.exit(f"{args.qcfs_report} was made from another checkpoint")
+        missing = [t for t in steps if str(t) not in report["accuracy"]["float_snn"]]
+        if missing:
+            sys.exit(f"{args.qcfs_report} lacks T = {missing}: run it with these --steps")
+    if report is not None:  # the report measured the QCFS side on the same images
+        result["qcfs_source"] = args.qcfs_report
+        result["qcfs_ann"] = report["accuracy"]["qcfs_ann"]
+        result["qcfs_float_snn"] = {str(t): report["accuracy"]["float_snn"][str(t)]
+                                    for t in steps}
+        result["qcfs_integer_snn"] = {str(t): report["accuracy"]["integer_snn"][str(t)]
+                                      for t in steps}
+    else:
+        qcfs = qcfs_ckpt.build_model().eval()
+        result["qcfs_source"] = "measured here (float SNN only)"
+        result["qcfs_ann"] = evaluate_ann(qcfs, x_qcfs, y)
+        result["qcfs_float_snn"] = {str(t): a for t, a in
+                                    simulate_snn(qcfs, x_qcfs, y, steps).accuracy.items()}
+    print("QCFS float SNN: " + ", ".join(
+        f"T={t} {100 * a:.2f}%" for t, a in result["qcfs_float_snn"].items()), flush=True)
     write_json(args.out, result, sort_keys=True)
     print(f"wrote {args.out}")
 
