@@ -7,6 +7,9 @@ checkpoint again with a wider weight range (an experiment only: Loihi's synapses
 and emulates it exactly like the real network, on the same images and T:
 
 - ``8``: the real conversion (what ``export`` writes);
+- ``8-copiesK`` for each ``--copies``: 8-bit weights, but a residual add's grid set by its
+  smaller path and the larger one (the identity shortcut) carried by up to ``K`` synapse
+  copies (``qcfs_lava.convert.SYNAPSE_COPIES_MAX``; exact in every stage, hardware-legal);
 - ``B`` for each ``--bits``: weights with ``B`` bits instead of 8, every other range unchanged.
 
 If the gap closes with wider weights, the weight grid is the cause; the per-layer quantization
@@ -38,15 +41,18 @@ from qcfs_lava.snn import simulate_snn
 
 
 @contextmanager
-def weight_bits(bits: int):
-    """Temporarily allow ``bits``-bit weights (stored as even integers, as for 8 bits)."""
-    saved = (hw.WEIGHT_MIN, hw.WEIGHT_MAX, convert_mod.WEIGHT_QMAX)
+def weight_bits(bits: int, copies: int = 1):
+    """Temporarily allow ``bits``-bit weights and up to ``copies`` copies of a synapse."""
+    saved = (hw.WEIGHT_MIN, hw.WEIGHT_MAX, convert_mod.WEIGHT_QMAX,
+             convert_mod.SYNAPSE_COPIES_MAX)
     qmax = (1 << (bits - 1)) - 1
     hw.WEIGHT_MIN, hw.WEIGHT_MAX, convert_mod.WEIGHT_QMAX = -2 * (qmax + 1), 2 * qmax, qmax
+    convert_mod.SYNAPSE_COPIES_MAX = copies
     try:
         yield
     finally:
-        hw.WEIGHT_MIN, hw.WEIGHT_MAX, convert_mod.WEIGHT_QMAX = saved
+        (hw.WEIGHT_MIN, hw.WEIGHT_MAX, convert_mod.WEIGHT_QMAX,
+         convert_mod.SYNAPSE_COPIES_MAX) = saved
 
 
 def _main_path_resolution(net, report) -> dict:
@@ -67,6 +73,7 @@ def main() -> None:
     p.add_argument("checkpoint")
     p.add_argument("--steps", default="8,16,32")
     p.add_argument("--bits", default="12", help="comma-separated wider weight widths")
+    p.add_argument("--copies", default="8", help="comma-separated synapse copy limits")
     p.add_argument("--samples", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--out", required=True)
@@ -89,17 +96,21 @@ def main() -> None:
     print("float SNN: " + ", ".join(f"T={t} {100 * a:.2f}%"
                                     for t, a in result["float_snn"].items()), flush=True)
     result["integer_snn"] = {}
-    for bits in [8] + [int(b) for b in args.bits.split(",") if b.strip()]:
-        with weight_bits(bits):
+    variants = [("8", 8, 1)]
+    variants += [(f"8-copies{int(k)}", 8, int(k)) for k in args.copies.split(",") if k.strip()]
+    variants += [(str(int(b)), int(b), 1) for b in args.bits.split(",") if b.strip()]
+    for label, bits, copies in variants:
+        with weight_bits(bits, copies):
             net, report, _ = convert_checkpoint(args.checkpoint, steps=max(steps))
             runs = {t: emulate(net, x, t, labels=y, batch_size=args.batch_size) for t in steps}
-        result["integer_snn"][str(bits)] = {
+        result["integer_snn"][label] = {
+            "weight_bits": bits, "synapse_copies_max": copies,
             "accuracy": {str(t): r.accuracy for t, r in runs.items()},
             "saturations": {str(t): r.to_dict(per_sample=False)["saturations"]
                             for t, r in runs.items()},
             "layers": _main_path_resolution(net, report),
         }
-        print(f"integer SNN, {bits}-bit weights: " + ", ".join(
+        print(f"integer SNN, {label}: " + ", ".join(
             f"T={t} {100 * r.accuracy:.2f}%" for t, r in runs.items()), flush=True)
     result["seconds"] = time.perf_counter() - t0
     write_json(args.out, result, sort_keys=True)
