@@ -10,7 +10,8 @@ and emulates it exactly like the real network, on the same images and T:
 - ``8-copiesK`` for each ``--copies``: 8-bit weights, but a residual add's grid set by its
   smaller path and the larger one (the identity shortcut) carried by up to ``K`` synapse
   copies (``qcfs_lava.convert.SYNAPSE_COPIES_MAX``; exact in every stage, hardware-legal);
-- ``B`` for each ``--bits``: weights with ``B`` bits instead of 8, every other range unchanged.
+- ``B`` for each ``--bits``: weights with ``B`` bits instead of 8 (membrane, synaptic sum and
+  bias ranges widened by the same factor, so the headroom in thresholds is unchanged).
 
 If the gap closes with wider weights, the weight grid is the cause; the per-layer quantization
 report (weight step against each synapse's largest weight) then says which layers. Membrane
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from qcfs_lava import convert as convert_mod
+from qcfs_lava import emulator as emulator_mod
 from qcfs_lava import hardware as hw
 from qcfs_lava.checkpoint import checkpoint_sha256, load_checkpoint
 from qcfs_lava.data import load_dataset, normalize
@@ -39,20 +41,35 @@ from qcfs_lava.io import write_json
 from qcfs_lava.pipeline import convert_checkpoint
 from qcfs_lava.snn import simulate_snn
 
+_WIDENED = ("WEIGHT_MIN", "WEIGHT_MAX", "STATE_MIN", "STATE_MAX", "SYNAPSE_OUT_MIN",
+            "SYNAPSE_OUT_MAX", "BIAS_MANT_MIN", "BIAS_MANT_MAX")
+
 
 @contextmanager
 def weight_bits(bits: int, copies: int = 1):
-    """Temporarily allow ``bits``-bit weights and up to ``copies`` copies of a synapse."""
-    saved = (hw.WEIGHT_MIN, hw.WEIGHT_MAX, convert_mod.WEIGHT_QMAX,
-             convert_mod.SYNAPSE_COPIES_MAX)
+    """Temporarily allow ``bits``-bit weights and up to ``copies`` copies of a synapse.
+
+    Wider weights scale every layer's state up by ``2**(bits - 8)``; the membrane, synaptic
+    sum and bias ranges are widened by the same factor so the headroom (in thresholds) stays
+    what it is with 8 bits, and only the weight grid differs.
+    """
+    saved = {name: getattr(hw, name) for name in _WIDENED}
+    if not 8 <= bits <= 12:
+        raise ValueError(f"bits must be 8..12 (the int32 membrane of the emulator), got {bits}")
+    saved_q = (convert_mod.WEIGHT_QMAX, convert_mod.SYNAPSE_COPIES_MAX, emulator_mod._A_LIMIT)
+    extra = 1 << (bits - 8)
+    emulator_mod._A_LIMIT = saved_q[2] * extra
+    for name in _WIDENED:
+        setattr(hw, name, saved[name] * extra)
     qmax = (1 << (bits - 1)) - 1
     hw.WEIGHT_MIN, hw.WEIGHT_MAX, convert_mod.WEIGHT_QMAX = -2 * (qmax + 1), 2 * qmax, qmax
     convert_mod.SYNAPSE_COPIES_MAX = copies
     try:
         yield
     finally:
-        (hw.WEIGHT_MIN, hw.WEIGHT_MAX, convert_mod.WEIGHT_QMAX,
-         convert_mod.SYNAPSE_COPIES_MAX) = saved
+        for name, value in saved.items():
+            setattr(hw, name, value)
+        convert_mod.WEIGHT_QMAX, convert_mod.SYNAPSE_COPIES_MAX, emulator_mod._A_LIMIT = saved_q
 
 
 def _main_path_resolution(net, report) -> dict:
