@@ -74,62 +74,8 @@ def run_spikingjelly(model, calib: torch.Tensor, x: torch.Tensor, y: torch.Tenso
             "recipe": {k: spec[k] for k in ("mode", "channel_wise", "half_threshold")}}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--relu-checkpoint", required=True)
-    p.add_argument("--qcfs-checkpoint", required=True)
-    p.add_argument("--qcfs-report", default=None, help="qcfs-lava report JSON (integer SNN)")
-    p.add_argument("--steps", default="1,2,4,8,16,32,64")
-    p.add_argument("--modes", default="99.9%,max",
-                   help="comma-separated RateCodingRecipe modes (per channel, half threshold); "
-                   "prefix layer: for one threshold per layer")
-    p.add_argument("--samples", type=int, default=None, help="first N test images (default all)")
-    p.add_argument("--calib-samples", type=int, default=None,
-                   help="training images for the statistics (default all)")
-    p.add_argument("--batch-size", type=int, default=250)
-    p.add_argument("--out", required=True)
-    args = p.parse_args()
-    try:
-        import spikingjelly  # noqa: F401
-    except ImportError:
-        sys.exit("spikingjelly is not installed: pip install 'qcfs-lava[bench]'")
-    steps = sorted({int(s) for s in args.steps.split(",")})
-    relu_ckpt = load_checkpoint(args.relu_checkpoint)
-    qcfs_ckpt = load_checkpoint(args.qcfs_checkpoint)
-    if relu_ckpt.activation != "relu" or qcfs_ckpt.activation != "qcfs":
-        sys.exit("--relu-checkpoint must be a ReLU model and --qcfs-checkpoint a QCFS one")
-    split = load_dataset(relu_ckpt.dataset)
-    n = len(split.y_test) if args.samples is None else min(args.samples, len(split.y_test))
-    y = torch.as_tensor(split.y_test[:n])
-    x_relu = normalize(split.x_test[:n], relu_ckpt.mean, relu_ckpt.std)
-    x_qcfs = normalize(split.x_test[:n], qcfs_ckpt.mean, qcfs_ckpt.std)
-    k = len(split.y_train) if args.calib_samples is None else args.calib_samples
-    calib = normalize(split.x_train[:k], relu_ckpt.mean, relu_ckpt.std)
-
-    result: dict = {
-        "command": " ".join(["python", *sys.argv]),
-        "dataset": split.name, "test_samples": n, "calibration_samples": k,
-        "steps": steps, "threads": torch.get_num_threads(), "machine": platform.processor()
-        or platform.machine(),
-        "relu_checkpoint": {"path": args.relu_checkpoint,
-                            "sha256": checkpoint_sha256(args.relu_checkpoint),
-                            "model": relu_ckpt.model, "epoch": relu_ckpt.epoch},
-        "qcfs_checkpoint": {"path": args.qcfs_checkpoint,
-                            "sha256": checkpoint_sha256(args.qcfs_checkpoint),
-                            "model": qcfs_ckpt.model, "epoch": qcfs_ckpt.epoch,
-                            "levels": qcfs_ckpt.levels},
-    }
-    relu = relu_ckpt.build_model().eval()
-    result["relu_ann"] = evaluate_ann(relu, x_relu, y)
-    print(f"ReLU ANN {100 * result['relu_ann']:.2f}% on {n} test images", flush=True)
-    result["spikingjelly"] = {}
-    for text in args.modes.split(","):
-        spec = _mode(text.strip())
-        model = relu_ckpt.build_model().eval()  # a fresh copy: the converter fuses in place
-        out = run_spikingjelly(model, calib, x_relu, y, steps, spec, args.batch_size)
-        result["spikingjelly"][spec["label"]] = out
-        print(f"SpikingJelly {spec['label']}: " + ", ".join(
-            f"T={t} {100 * a:.2f}%" for t, a in out["accuracy"].items()), flush=True)
+def _qcfs_side(args, qcfs_ckpt, split, n, y, steps, result) -> None:
+    """QCFS ANN, float and integer SNN: from the report if given, else measured here."""
     report = None
     if args.qcfs_report:
         report = json.loads(Path(args.qcfs_report).read_text())
@@ -150,12 +96,74 @@ def main() -> None:
                                       for t in steps}
     else:
         qcfs = qcfs_ckpt.build_model().eval()
+        x_qcfs = normalize(split.x_test[:n], qcfs_ckpt.mean, qcfs_ckpt.std)
         result["qcfs_source"] = "measured here (float SNN only)"
         result["qcfs_ann"] = evaluate_ann(qcfs, x_qcfs, y)
         result["qcfs_float_snn"] = {str(t): a for t, a in
                                     simulate_snn(qcfs, x_qcfs, y, steps).accuracy.items()}
     print("QCFS float SNN: " + ", ".join(
         f"T={t} {100 * a:.2f}%" for t, a in result["qcfs_float_snn"].items()), flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--relu-checkpoint", required=True)
+    p.add_argument("--qcfs-checkpoint", default=None,
+                   help="the QCFS model of the same architecture (default: SpikingJelly only)")
+    p.add_argument("--qcfs-report", default=None, help="qcfs-lava report JSON (integer SNN)")
+    p.add_argument("--steps", default="1,2,4,8,16,32,64")
+    p.add_argument("--modes", default="99.9%,max",
+                   help="comma-separated RateCodingRecipe modes (per channel, half threshold); "
+                   "prefix layer: for one threshold per layer")
+    p.add_argument("--samples", type=int, default=None, help="first N test images (default all)")
+    p.add_argument("--calib-samples", type=int, default=None,
+                   help="training images for the statistics (default all)")
+    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    try:
+        import spikingjelly  # noqa: F401
+    except ImportError:
+        sys.exit("spikingjelly is not installed: pip install 'qcfs-lava[bench]'")
+    steps = sorted({int(s) for s in args.steps.split(",")})
+    relu_ckpt = load_checkpoint(args.relu_checkpoint)
+    qcfs_ckpt = load_checkpoint(args.qcfs_checkpoint) if args.qcfs_checkpoint else None
+    if relu_ckpt.activation != "relu" or (qcfs_ckpt and qcfs_ckpt.activation != "qcfs"):
+        sys.exit("--relu-checkpoint must be a ReLU model and --qcfs-checkpoint a QCFS one")
+    split = load_dataset(relu_ckpt.dataset)
+    n = len(split.y_test) if args.samples is None else min(args.samples, len(split.y_test))
+    y = torch.as_tensor(split.y_test[:n])
+    x_relu = normalize(split.x_test[:n], relu_ckpt.mean, relu_ckpt.std)
+    k = len(split.y_train) if args.calib_samples is None else args.calib_samples
+    calib = normalize(split.x_train[:k], relu_ckpt.mean, relu_ckpt.std)
+
+    result: dict = {
+        "command": " ".join(["python", *sys.argv]),
+        "dataset": split.name, "test_samples": n, "calibration_samples": k,
+        "steps": steps, "threads": torch.get_num_threads(), "machine": platform.processor()
+        or platform.machine(),
+        "relu_checkpoint": {"path": args.relu_checkpoint,
+                            "sha256": checkpoint_sha256(args.relu_checkpoint),
+                            "model": relu_ckpt.model, "epoch": relu_ckpt.epoch},
+    }
+    if qcfs_ckpt is not None:
+        result["qcfs_checkpoint"] = {"path": args.qcfs_checkpoint,
+                                     "sha256": checkpoint_sha256(args.qcfs_checkpoint),
+                                     "model": qcfs_ckpt.model, "epoch": qcfs_ckpt.epoch,
+                                     "levels": qcfs_ckpt.levels}
+    relu = relu_ckpt.build_model().eval()
+    result["relu_ann"] = evaluate_ann(relu, x_relu, y)
+    print(f"ReLU ANN {100 * result['relu_ann']:.2f}% on {n} test images", flush=True)
+    result["spikingjelly"] = {}
+    for text in args.modes.split(","):
+        spec = _mode(text.strip())
+        model = relu_ckpt.build_model().eval()  # a fresh copy: the converter fuses in place
+        out = run_spikingjelly(model, calib, x_relu, y, steps, spec, args.batch_size)
+        result["spikingjelly"][spec["label"]] = out
+        print(f"SpikingJelly {spec['label']}: " + ", ".join(
+            f"T={t} {100 * a:.2f}%" for t, a in out["accuracy"].items()), flush=True)
+    if qcfs_ckpt is not None:
+        _qcfs_side(args, qcfs_ckpt, split, n, y, steps, result)
     write_json(args.out, result, sort_keys=True)
     print(f"wrote {args.out}")
 
