@@ -49,6 +49,12 @@ VTH_MANT_TARGET = 1 << 10
 # Output layer: keep `OUTPUT_HEADROOM_STEPS` worst-case steps inside the 24-bit state.
 OUTPUT_HEADROOM_STEPS = 16
 WEIGHT_QMAX = (hw.WEIGHT_MAX // hw.WEIGHT_STEP)  # 127
+# A layer with several synapses (a residual add) has one weight grid. With k > 1 the grid is
+# set by its smallest synapse and a larger one (the identity shortcut, whose weight is the
+# source's threshold) is carried by up to k identical synapses whose 8-bit weights add up to
+# it: exact in every stage (each stage sums all synapses of a layer), k times the shortcut's
+# synaptic operations. 1 keeps one synapse per source (the grid set by the largest weight).
+SYNAPSE_COPIES_MAX = 1
 
 
 # --------------------------------------------------------------------------------------
@@ -542,7 +548,8 @@ class _Weights:
 
 
 def _quantize_weights(layer: FloatLayer, eff: list[np.ndarray]) -> _Weights:
-    """Step 2: one weight step per layer so the largest weight uses the 8-bit range.
+    """Step 2: one weight step per layer so the largest weight uses the 8-bit range (or, with
+    ``SYNAPSE_COPIES_MAX > 1``, the smallest synapse's largest weight; see :func:`_weight_step`).
 
     ``qmax`` halves until the worst-case conv sums stay inside lava Conv's 24-bit clamp.
     """
@@ -551,10 +558,12 @@ def _quantize_weights(layer: FloatLayer, eff: list[np.ndarray]) -> _Weights:
         max_w = 1.0  # all-zero layer: any step works
     qmax = WEIGHT_QMAX
     while True:
-        step = max_w / qmax  # float value of q = 1
-        q = [np.clip(np.round(w / step), -qmax, qmax).astype(np.int64) for w in eff]
-        ints = tuple(Synapse(s.source, s.kind, 2 * qq, **s.geometry())
-                     for s, qq in zip(layer.synapses, q, strict=True))
+        step = _weight_step(eff, qmax, max_w)  # float value of q = 1
+        limit = qmax * max(SYNAPSE_COPIES_MAX, 1)
+        q = [np.clip(np.round(w / step), -limit, limit).astype(np.int64) for w in eff]
+        ints = tuple(Synapse(s.source, s.kind, 2 * part, **s.geometry())
+                     for s, qq in zip(layer.synapses, q, strict=True)
+                     for part in _split_weights(qq, qmax))
         worst = max(
             s.max_abs_sum(hw.INPUT_MAX if s.source == INPUT else 1)
             for s in ints if s.kind == "conv"
@@ -714,6 +723,31 @@ def quantize(
     meta = {"input_mean": mean.tolist(), "input_std": std.tolist(), **(metadata or {})}
     net = IntegerNetwork(tuple(input_shape), tuple(int_layers), int(levels), float(phi), meta)
     return net, report
+
+
+def _weight_step(eff: list[np.ndarray], qmax: int, max_w: float) -> float:
+    """Float value of ``q = 1``: the largest weight maps to ``qmax``, unless copies are allowed.
+
+    With ``SYNAPSE_COPIES_MAX = k > 1``, a layer with several synapses takes its step from the
+    synapse with the smallest largest weight (so it uses the whole 8-bit range), but no finer
+    than ``max_w / (k * qmax)``; larger synapses are then split into copies.
+    """
+    if SYNAPSE_COPIES_MAX <= 1 or len(eff) < 2:
+        return max_w / qmax
+    peaks = [float(np.abs(w).max(initial=0.0)) for w in eff]
+    smallest = min((p for p in peaks if p > 0.0), default=max_w)
+    return max(smallest / qmax, max_w / (qmax * SYNAPSE_COPIES_MAX))
+
+
+def _split_weights(q: np.ndarray, qmax: int) -> list[np.ndarray]:
+    """Integer weights ``q`` as ``k`` parts within ``[-qmax, qmax]`` that add up to ``q``."""
+    peak = int(np.abs(q).max(initial=0))
+    k = max(1, -(-peak // qmax))
+    if k == 1:
+        return [q]
+    base = np.sign(q) * (np.abs(q) // k)
+    rest = q - k * base  # same sign as q, |rest| < k
+    return [base + np.sign(rest) * (np.abs(rest) > i) for i in range(k)]
 
 
 def _per_channel(bias_full: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -20,6 +20,15 @@ Names (:data:`DATASETS`):
 - ``fashion-mnist``, ``cifar10``, ``cifar100``: torchvision datasets under ``root``; nothing is
   downloaded unless ``download=True``.
 
+- ``cifar10-subset``: 4,660 real CIFAR-10 training images (``cifar10_train_subset.npz``, sha256
+  checked) with a fixed split: per class, in file order, the last 100 images are the test part
+  (1,000 test images, 100 per class) and the others (3,660) the training part. Looked up in
+  ``root`` (the folder or the file), else ``$QCFS_LAVA_CIFAR10_SUBSET_DIR``, else in
+  ``cifar10-subset/`` under the first folder of the data search path that has it.
+- ``npz:PATH``: a user's own arrays (:func:`load_npz`): ``x`` uint8 ``(N, C, H, W)`` or
+  ``(N, H, W, C)`` (or ``(N, H, W)``) and integer labels ``y``; optionally ``x_test``/``y_test``,
+  else the last 20% of each class (in file order) are the test part.
+
 The data search path (:func:`data_search_path`), in order: the folders in
 ``$QCFS_LAVA_DATA`` (separated like ``PATH``), ``data/`` in the repository, and a ``data/``
 folder beside the repository checkout (``../shared/data``, where a shared workspace keeps
@@ -44,15 +53,19 @@ __all__ = [
     "DataSplit",
     "DATA_ENV_VAR",
     "data_search_path",
+    "default_cifar10_subset_dir",
     "default_mnist_dir",
     "find_data",
     "load_dataset",
+    "load_npz",
     "normalize",
     "read_idx",
     "torch_dataset",
 ]
 
-DATASETS = ("digits", "mnist-split", "mnist", "fashion-mnist", "cifar10", "cifar100")
+DATASETS = ("digits", "mnist-split", "mnist", "fashion-mnist", "cifar10", "cifar100",
+            "cifar10-subset", "npz:PATH")
+NPZ_PREFIX = "npz:"
 
 MNIST_T10K_MD5 = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
@@ -312,14 +325,182 @@ def _torchvision(name: str, root: Path | None, download: bool) -> DataSplit:
     return DataSplit(name, x_tr, y_tr, x_te, y_te, mean, std, list(train.classes))
 
 
+CIFAR10_SUBSET_FILE = "cifar10_train_subset.npz"
+CIFAR10_SUBSET_SHA256 = "14b75d7391b085a2aa4ca89d6a6133b1027c9c66539ed0dde26321d36913945f"
+CIFAR10_SUBSET_TEST_PER_CLASS = 100
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck"]
+
+
+def default_cifar10_subset_dir() -> Path:
+    """``$QCFS_LAVA_CIFAR10_SUBSET_DIR`` if set, else ``cifar10-subset/`` on the data search
+    path (:func:`data_search_path`).
+
+    When no folder of the search path has it, the first candidate is returned (the error that
+    follows names it).
+    """
+    env = os.environ.get("QCFS_LAVA_CIFAR10_SUBSET_DIR")
+    if env:
+        return Path(env)
+    found = find_data("cifar10-subset")
+    return found if found is not None else data_search_path()[0] / "cifar10-subset"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tail_split(y: np.ndarray, per_class) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, in file order: the last ``per_class(count)`` images are the test part."""
+    test = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        index = np.flatnonzero(y == c)
+        n = int(per_class(len(index)))
+        if n > 0:
+            test[index[len(index) - n:]] = True
+    return np.flatnonzero(~test), np.flatnonzero(test)
+
+
+def _read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise DatasetError(f"{what}: {path} not found; pass an existing .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise DatasetError(f"{what}: cannot read {path} as a numpy .npz archive ({exc}); save "
+                           "it with numpy.savez(path, x=..., y=...)") from exc
+
+
+def _images(x: np.ndarray, key: str, what: str) -> np.ndarray:
+    """Validate images and return them as contiguous uint8 ``(N, C, H, W)``."""
+    if x.dtype != np.uint8:
+        raise DatasetError(f"{what}: array {key!r} has dtype {x.dtype}; images must be uint8 "
+                           "(0..255): convert with x.astype(numpy.uint8) after scaling")
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4:
+        if x.shape[1] in (1, 3):
+            pass
+        elif x.shape[3] in (1, 3):
+            x = x.transpose(0, 3, 1, 2)
+        else:
+            raise DatasetError(f"{what}: array {key!r} of shape {x.shape} has neither 1 nor 3 "
+                               "channels on axis 1 (NCHW) or axis 3 (NHWC); reshape it to "
+                               "(N, C, H, W)")
+    else:
+        raise DatasetError(f"{what}: array {key!r} has shape {x.shape}; expected (N, C, H, W), "
+                           "(N, H, W, C) or (N, H, W)")
+    if x.shape[0] == 0:
+        raise DatasetError(f"{what}: array {key!r} holds no images")
+    return np.ascontiguousarray(x)
+
+
+def _labels(y: np.ndarray, n: int, key: str, what: str) -> np.ndarray:
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DatasetError(f"{what}: array {key!r} has dtype {y.dtype}; labels must be integers "
+                           "0..classes-1")
+    if y.shape != (n,):
+        raise DatasetError(f"{what}: array {key!r} has shape {y.shape}, expected ({n},): one "
+                           "label per image")
+    if y.size and int(y.min()) < 0:
+        raise DatasetError(f"{what}: array {key!r} holds the negative label {int(y.min())}; "
+                           "labels must be 0..classes-1")
+    return y.astype(np.int64)
+
+
+def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float = 0.2) -> DataSplit:
+    """A user's own images from an ``.npz`` file.
+
+    Arrays: ``x`` (uint8 images, ``(N, C, H, W)``, ``(N, H, W, C)`` with 1 or 3 channels, or
+    ``(N, H, W)``) and ``y`` (integer labels ``0..classes-1``, shape ``(N,)``). With
+    ``x_test``/``y_test`` as well, ``x``/``y`` are the training part; otherwise the last
+    ``round(test_fraction * count)`` images of each class (in file order, at least one for a class
+    of two or more) are the test part. An optional ``class_names`` string array names the classes.
+    Mean and std come from the training part.
+
+    Args:
+        path: the ``.npz`` file.
+        name: the dataset name to record (default ``"npz:<path>"``).
+        test_fraction: share of each class held out when the file has no ``x_test``.
+
+    Raises:
+        DatasetError: missing or unreadable file, missing arrays, wrong dtype/shape, labels out
+            of range, or test images of another shape than the training ones.
+    """
+    path = Path(path)
+    name = name or f"{NPZ_PREFIX}{path}"
+    arrays = _read_npz(path, name)
+    missing = [k for k in ("x", "y") if k not in arrays]
+    if missing:
+        raise DatasetError(f"{name}: {path} lacks the array(s) {', '.join(missing)} (it has "
+                           f"{', '.join(sorted(arrays)) or 'none'}); save images as x and labels "
+                           "as y")
+    x = _images(arrays["x"], "x", name)
+    y = _labels(arrays["y"], x.shape[0], "y", name)
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise DatasetError(f"{name}: {path} has only one of x_test/y_test; give both or neither")
+    if "x_test" in arrays:
+        x_tr, y_tr = x, y
+        x_te = _images(arrays["x_test"], "x_test", name)
+        y_te = _labels(arrays["y_test"], x_te.shape[0], "y_test", name)
+        if x_te.shape[1:] != x_tr.shape[1:]:
+            raise DatasetError(f"{name}: x_test images are {x_te.shape[1:]} but x images are "
+                               f"{x_tr.shape[1:]}; both parts must have one shape")
+    else:
+        if not 0.0 < test_fraction < 1.0:
+            raise DatasetError(f"{name}: test_fraction must be in (0, 1), got {test_fraction}")
+        train, test = _tail_split(
+            y, lambda n: min(n - 1, max(1, int(round(test_fraction * n)))) if n > 1 else 0)
+        if len(test) == 0 or len(train) == 0:
+            raise DatasetError(f"{name}: {path} has too few images ({len(y)}) to hold some out "
+                               "for testing; add images or give x_test/y_test")
+        x_tr, y_tr, x_te, y_te = x[train], y[train], x[test], y[test]
+    classes = int(max(y_tr.max(), y_te.max())) + 1
+    if "class_names" in arrays:
+        names = [str(v) for v in np.asarray(arrays["class_names"]).reshape(-1)]
+        if len(names) < classes:
+            raise DatasetError(f"{name}: class_names has {len(names)} entries but the labels go "
+                               f"up to {classes - 1}; name every class")
+    else:
+        names = [str(i) for i in range(classes)]
+    mean, std = _stats(x_tr)
+    return DataSplit(name, np.ascontiguousarray(x_tr), y_tr, np.ascontiguousarray(x_te), y_te,
+                     mean, std, names)
+
+
+def _cifar10_subset(root: Path | None, verify: bool = True) -> DataSplit:
+    where = Path(root) if root is not None else default_cifar10_subset_dir()
+    path = where if where.suffix == ".npz" else where / CIFAR10_SUBSET_FILE
+    if not path.is_file():
+        raise DatasetError(
+            f"cifar10-subset: {path} not found; pass --data-root <folder holding "
+            f"{CIFAR10_SUBSET_FILE}> or set QCFS_LAVA_CIFAR10_SUBSET_DIR")
+    if verify and _sha256(path) != CIFAR10_SUBSET_SHA256:
+        raise DatasetError(
+            f"cifar10-subset: {path} has sha256 {_sha256(path)}, expected "
+            f"{CIFAR10_SUBSET_SHA256}; replace it with the original file (or load your own "
+            f"arrays as --dataset npz:{path})")
+    arrays = _read_npz(path, "cifar10-subset")
+    if "x" not in arrays or "y" not in arrays:
+        raise DatasetError(f"cifar10-subset: {path} lacks the arrays x and y")
+    x = _images(arrays["x"], "x", "cifar10-subset")
+    y = _labels(arrays["y"], x.shape[0], "y", "cifar10-subset")
+    train, test = _tail_split(y, lambda n: CIFAR10_SUBSET_TEST_PER_CLASS)
+    mean, std = _stats(x[train])
+    return DataSplit("cifar10-subset", x[train], y[train], x[test], y[test], mean, std,
+                     list(CIFAR10_CLASSES))
+
+
 def load_dataset(
     name: str, root: str | Path | None = None, *, seed: int = 0, download: bool = False
 ) -> DataSplit:
     """Load a dataset by name as uint8 arrays.
 
     Args:
-        name: one of :data:`DATASETS`.
-        root: folder with the files (ignored for ``digits``; optional for ``mnist-split``).
+        name: one of :data:`DATASETS` (``npz:PATH`` names a user's ``.npz`` file).
+        root: folder with the files (ignored for ``digits`` and ``npz:``; optional for
+            ``mnist-split`` and ``cifar10-subset``).
         seed: seed of the deterministic stratified split (``digits``, ``mnist-split``).
         download: let torchvision download ``fashion-mnist``/``cifar10``/``cifar100``.
 
@@ -334,6 +515,12 @@ def load_dataset(
         return _mnist_full(Path(root) if root is not None else None)
     if name in ("fashion-mnist", "cifar10", "cifar100"):
         return _torchvision(name, Path(root) if root is not None else None, download)
+    if name == "cifar10-subset":
+        return _cifar10_subset(Path(root) if root is not None else None)
+    if name.startswith(NPZ_PREFIX):
+        if len(name) == len(NPZ_PREFIX):
+            raise DatasetError("dataset 'npz:' names no file; write npz:PATH/TO/FILE.npz")
+        return load_npz(name[len(NPZ_PREFIX):])
     raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 

@@ -118,6 +118,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "fashion-mnist": {"epochs": 40, "batch_size": 128, "lr": 0.05, "width": 32},
     "cifar10": {"epochs": 300, "batch_size": 128, "lr": 0.1, "thresh": 8.0},
     "cifar100": {"epochs": 300, "batch_size": 128, "lr": 0.1, "thresh": 8.0},
+    "cifar10-subset": {"epochs": 40, "batch_size": 128, "lr": 0.1, "thresh": 8.0},
 }
 
 

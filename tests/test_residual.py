@@ -89,3 +89,66 @@ def test_import_reference_command_then_export_and_emulate(tmp_path):
     assert sum(len(layer.synapses) == 2 for layer in net.layers) == 9
     x = np.random.default_rng(2).integers(0, 256, size=(4, 3, 8, 8)).astype(np.uint8)
     assert emulate(net, x, 8).potentials.shape == (4, 10)
+
+
+@pytest.fixture(scope="module")
+def split_net(imported):
+    from qcfs_lava import convert as convert_mod
+
+    model, _, _ = imported
+    saved = convert_mod.SYNAPSE_COPIES_MAX
+    convert_mod.SYNAPSE_COPIES_MAX = 8
+    try:
+        net, report = convert(model, (3, 8, 8), MEAN, STD)
+    finally:
+        convert_mod.SYNAPSE_COPIES_MAX = saved
+    return net, report
+
+
+def test_shortcut_copies_refine_the_grid_and_add_up(imported, split_net):
+    _, net1, rep1 = imported
+    net8, rep8 = split_net
+    finer = 0
+    for a, b, ra, rb in zip(net1.layers, net8.layers, rep1.layers, rep8.layers, strict=True):
+        assert all(np.abs(s.weight).max() <= 254 for s in b.synapses)
+        if len(a.synapses) == 1:
+            assert len(b.synapses) == 1 and rb.weight_step == ra.weight_step
+            assert np.array_equal(b.synapses[0].weight, a.synapses[0].weight)
+            continue
+        assert rb.weight_step <= ra.weight_step and rb.max_weight_error <= ra.max_weight_error
+        finer += rb.weight_step < ra.weight_step
+        # each original synapse became consecutive copies of itself whose weights add up to it
+        rest = list(b.synapses)
+        for syn in a.synapses:
+            copies = []
+            while rest and rest[0].source == syn.source and rest[0].weight.shape == \
+                    syn.weight.shape:
+                copies.append(rest.pop(0))
+            assert copies and len(copies) <= 8
+            total = sum(c.weight.astype(np.int64) for c in copies)
+            np.testing.assert_allclose(total * rb.weight_step, syn.weight * ra.weight_step,
+                                       atol=2 * ra.weight_step)
+        assert not rest
+        # the smaller path uses the whole 8-bit range unless the copies are capped
+        peaks = [int(np.abs(s.weight).max()) // 2 for s in b.synapses]
+        assert max(peaks) == 127
+    assert finer == 9  # every add layer gets a finer grid
+
+
+def test_shortcut_copies_round_trip_and_emulate(split_net, tmp_path):
+    net, _ = split_net
+    assert read_netx(write_netx(net, tmp_path / "split.net")).equals(net)
+    x = np.random.default_rng(3).integers(0, 256, size=(6, 3, 8, 8)).astype(np.uint8)
+    res = emulate(net, x, 8, record="spikes")
+    assert res.spike_counts[:, :-1].min() >= 0 and res.spike_counts.sum() > 0
+
+
+@pytest.mark.lava
+def test_shortcut_copies_lava_equals_emulator(split_net):
+    from qcfs_lava.lava_sim import simulate
+
+    net, _ = split_net
+    x = np.random.default_rng(4).integers(0, 256, size=(2, 3, 8, 8)).astype(np.uint8)
+    lava = simulate(net, x, 4, record="spikes")
+    emu = emulate(net, x, 4, record="spikes")
+    assert compare_results(lava, emu) == []

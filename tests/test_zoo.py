@@ -76,3 +76,17 @@ def test_bad_names_and_sizes_raise():
         build_model("cnn", in_channels=1, num_classes=2, input_size=8, activation="gelu")
     with pytest.raises(ValueError, match="multiple of 32"):
         build_model("vgg16", in_channels=3, num_classes=2, input_size=8)
+
+
+def test_vgg_without_hidden_layers_converts():
+    import torch
+
+    from qcfs_lava.convert import convert
+
+    model = build_model("vgg11", in_channels=3, num_classes=10, input_size=32, width=2,
+                        hidden=0).eval()
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 1 and linears[0].in_features == 16 and model(
+        torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+    net, _ = convert(model, (3, 32, 32), [0.5] * 3, [0.25] * 3)
+    assert len(net.layers) == 9  # 8 conv layers + the output layer

@@ -59,7 +59,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     """``--dataset``, ``--data-root``, ``--samples``."""
     p.add_argument("--dataset", default=None,
                    help="dataset name (digits, mnist-split, mnist, fashion-mnist, cifar10, "
-                   "cifar100); default: the one recorded in the network/checkpoint")
+                   "cifar100, cifar10-subset) or npz:FILE.npz for your own arrays (x uint8 "
+                   "NCHW/NHWC, y labels); default: the one recorded in the network/checkpoint")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--samples", type=positive_int, default=None,
                    help="use only the first N test samples (default: all)")

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", default="cnn", help="model name (mlp, cnn, vgg11, vgg16, "
                    "resnet18, resnet20, resnet34); default cnn")
-    p.add_argument("--dataset", default="digits", help="dataset name; default digits")
+    p.add_argument("--dataset", default="digits",
+                   help="dataset name, or npz:FILE.npz for your own arrays; default digits")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--download", action="store_true", help="let torchvision download data")
     p.add_argument("--out", required=True, help="output folder, e.g. runs/cnn-digits")
@@ -35,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--phi", type=float, default=None, help="QCFS shift (0.5 or 0)")
     p.add_argument("--thresh", type=float, default=None, help="initial threshold lambda")
     p.add_argument("--width", type=int, default=None, help="model base width")
+    p.add_argument("--hidden", type=int, default=None,
+                   help="VGG classifier hidden units (default 4096; 0: one Linear layer)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -74,6 +77,8 @@ def run_train(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = recipe(args.dataset)
     options.update({k: getattr(args, k) for k in _FIELDS if getattr(args, k) is not None})
+    if args.hidden is not None:
+        options["model_kwargs"] = {"hidden": args.hidden}
     from qcfs_lava.errors import UsageError
 
     try:

@@ -135,16 +135,19 @@ def _vgg(name, in_channels, num_classes, input_size, act, width, hidden=4096, dr
         layers.append(nn.AvgPool2d(2))
         stages.append((f"layer{index}", nn.Sequential(*layers)))
     side = input_size // 32
-    classifier = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(channels * side * side, hidden),
-        act(),
-        nn.Dropout(dropout),
-        nn.Linear(hidden, hidden),
-        act(),
-        nn.Dropout(dropout),
-        nn.Linear(hidden, num_classes),
-    )
+    if hidden:
+        classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(channels * side * side, hidden),
+            act(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            act(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+    else:  # one Linear on the pooled features (the usual small-data CIFAR VGG head)
+        classifier = nn.Sequential(nn.Flatten(), nn.Linear(channels * side * side, num_classes))
     stages.append(("classifier", classifier))
     model = nn.Sequential(OrderedDict(stages))
     for module in model.modules():
@@ -238,7 +241,8 @@ def build_model(
         width: base width (hidden units for ``mlp``, first-layer channels otherwise);
             ``None`` uses the model's usual width (mlp 256, cnn 16, vgg 64, resnet18/34 64,
             resnet20 16).
-        **kw: model-specific options: ``hidden`` and ``dropout`` (VGG classifier),
+        **kw: model-specific options: ``hidden`` and ``dropout`` (VGG classifier; ``hidden=0``:
+            a single Linear after the last pooling),
             ``hidden_layers`` (mlp).
 
     Returns:

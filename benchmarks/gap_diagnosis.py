@@ -1,0 +1,138 @@
+"""Where the integer SNN loses against the float SNN: weight precision, layer by layer.
+
+The integer network differs from the float SNN (SPEC section 2) by its rounding: 8-bit
+weights on one grid per layer, 17-bit thresholds, 13-bit biases and the 24-bit membrane. To
+tell whether the 8-bit weight grid is what costs accuracy, this script converts the same
+checkpoint again with a wider weight range (an experiment only: Loihi's synapses are 8-bit)
+and emulates it exactly like the real network, on the same images and T:
+
+- ``8``: the real conversion (what ``export`` writes);
+- ``8-copiesK`` for each ``--copies``: 8-bit weights, but a residual add's grid set by its
+  smaller path and the larger one (the identity shortcut) carried by up to ``K`` synapse
+  copies (``qcfs_lava.convert.SYNAPSE_COPIES_MAX``; exact in every stage, hardware-legal);
+- ``B`` for each ``--bits``: weights with ``B`` bits instead of 8 (membrane, synaptic sum and
+  bias ranges widened by the same factor, so the headroom in thresholds is unchanged).
+
+If the gap closes with wider weights, the weight grid is the cause; the per-layer quantization
+report (weight step against each synapse's largest weight) then says which layers. Membrane
+saturations are counted per layer in every run. Writes a results JSON with the command line.
+
+    .venv/bin/python benchmarks/gap_diagnosis.py runs/resnet20-c10s/best.pt --steps 8,16,32 \\
+        --out benchmarks/results/gap-resnet20-cifar10-subset.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from qcfs_lava import convert as convert_mod
+from qcfs_lava import emulator as emulator_mod
+from qcfs_lava import hardware as hw
+from qcfs_lava.checkpoint import checkpoint_sha256, load_checkpoint
+from qcfs_lava.data import load_dataset, normalize
+from qcfs_lava.emulator import emulate
+from qcfs_lava.io import write_json
+from qcfs_lava.pipeline import convert_checkpoint
+from qcfs_lava.snn import simulate_snn
+
+_WIDENED = ("WEIGHT_MIN", "WEIGHT_MAX", "STATE_MIN", "STATE_MAX", "SYNAPSE_OUT_MIN",
+            "SYNAPSE_OUT_MAX", "BIAS_MANT_MIN", "BIAS_MANT_MAX")
+
+
+@contextmanager
+def weight_bits(bits: int, copies: int = 1):
+    """Temporarily allow ``bits``-bit weights and up to ``copies`` copies of a synapse.
+
+    Wider weights scale every layer's state up by ``2**(bits - 8)``; the membrane, synaptic
+    sum and bias ranges are widened by the same factor so the headroom (in thresholds) stays
+    what it is with 8 bits, and only the weight grid differs.
+    """
+    saved = {name: getattr(hw, name) for name in _WIDENED}
+    if not 8 <= bits <= 12:
+        raise ValueError(f"bits must be 8..12 (the int32 membrane of the emulator), got {bits}")
+    saved_q = (convert_mod.WEIGHT_QMAX, convert_mod.SYNAPSE_COPIES_MAX, emulator_mod._A_LIMIT)
+    extra = 1 << (bits - 8)
+    emulator_mod._A_LIMIT = saved_q[2] * extra
+    for name in _WIDENED:
+        setattr(hw, name, saved[name] * extra)
+    qmax = (1 << (bits - 1)) - 1
+    hw.WEIGHT_MIN, hw.WEIGHT_MAX, convert_mod.WEIGHT_QMAX = -2 * (qmax + 1), 2 * qmax, qmax
+    convert_mod.SYNAPSE_COPIES_MAX = copies
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(hw, name, value)
+        convert_mod.WEIGHT_QMAX, convert_mod.SYNAPSE_COPIES_MAX, emulator_mod._A_LIMIT = saved_q
+
+
+def _main_path_resolution(net, report) -> dict:
+    """Per layer and synapse: largest |q| used (127 = the full 8-bit range)."""
+    out = {}
+    for layer, q in zip(net.layers, report.layers, strict=True):
+        out[layer.name] = {
+            "qmax": q.qmax,
+            "synapse_max_abs_q": [int(np.abs(s.weight).max(initial=0)) // 2
+                                  for s in layer.synapses],
+            "weight_step": q.weight_step * 2,
+        }
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint")
+    p.add_argument("--steps", default="8,16,32")
+    p.add_argument("--bits", default="12", help="comma-separated wider weight widths")
+    p.add_argument("--copies", default="8", help="comma-separated synapse copy limits")
+    p.add_argument("--samples", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    steps = sorted({int(s) for s in args.steps.split(",")})
+    ckpt = load_checkpoint(args.checkpoint)
+    split = load_dataset(ckpt.dataset)
+    n = len(split.y_test) if args.samples is None else min(args.samples, len(split.y_test))
+    x, y = split.x_test[:n], split.y_test[:n]
+    result = {
+        "command": " ".join(["python", *sys.argv]),
+        "checkpoint": args.checkpoint, "sha256": checkpoint_sha256(args.checkpoint),
+        "model": ckpt.model, "dataset": split.name, "samples": n, "steps": steps,
+    }
+    t0 = time.perf_counter()
+    model = ckpt.build_model().eval()
+    xf = normalize(x, ckpt.mean, ckpt.std)
+    result["float_snn"] = {str(t): a for t, a in
+                           simulate_snn(model, xf, torch.as_tensor(y), steps).accuracy.items()}
+    print("float SNN: " + ", ".join(f"T={t} {100 * a:.2f}%"
+                                    for t, a in result["float_snn"].items()), flush=True)
+    result["integer_snn"] = {}
+    variants = [("8", 8, 1)]
+    variants += [(f"8-copies{int(k)}", 8, int(k)) for k in args.copies.split(",") if k.strip()]
+    variants += [(str(int(b)), int(b), 1) for b in args.bits.split(",") if b.strip()]
+    for label, bits, copies in variants:
+        with weight_bits(bits, copies):
+            net, report, _ = convert_checkpoint(args.checkpoint, steps=max(steps))
+            runs = {t: emulate(net, x, t, labels=y, batch_size=args.batch_size) for t in steps}
+        result["integer_snn"][label] = {
+            "weight_bits": bits, "synapse_copies_max": copies,
+            "accuracy": {str(t): r.accuracy for t, r in runs.items()},
+            "saturations": {str(t): r.to_dict(per_sample=False)["saturations"]
+                            for t, r in runs.items()},
+            "layers": _main_path_resolution(net, report),
+        }
+        print(f"integer SNN, {label}: " + ", ".join(
+            f"T={t} {100 * r.accuracy:.2f}%" for t, r in runs.items()), flush=True)
+    result["seconds"] = time.perf_counter() - t0
+    write_json(args.out, result, sort_keys=True)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
