@@ -102,8 +102,9 @@ def test_dense_plan_equals_stock_dense_arithmetic(seed):
     plan = DensePlan(w)
     graded = rng.integers(0, 256, w.shape[1]).astype(np.int32)
     np.testing.assert_array_equal(wrap_int32(plan(graded)), w.dot(graded))  # stock: int32
-    spikes = rng.random(w.shape[1]) < 0.3
-    np.testing.assert_array_equal(plan(spikes, 1), w[:, spikes].sum(axis=1))
+    for density in (0.02, 0.5):  # the row-sum path for sparse spikes and the product
+        spikes = rng.random(w.shape[1]) < density
+        np.testing.assert_array_equal(plan(spikes, 1), w[:, spikes].sum(axis=1))
 
 
 def _layer(rng, name, shape, syns, *, e=4, vth=300, spiking=True):

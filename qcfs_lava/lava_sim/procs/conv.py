@@ -238,3 +238,28 @@ class PyConvModelFast(AbstractPyConvModel):
         else:
             out = self._plan(s_in)
         self.a_buf = wrap_stock_conv(out)
+
+
+@implements(proc=Conv, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "int64")
+class PyConvModelInt(AbstractPyConvModel):
+    """Conv in exact int64 arithmetic, one ``einsum`` per kernel tap (no float bound needed).
+
+    Slower than :class:`PyConvModelFast`; kept as the plain integer reference model.
+    """
+
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    a_buf: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    weight: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+
+    def run_spk(self) -> None:
+        self.a_out.send(self.a_buf)
+        s_in = self.s_in.recv()
+        if self.num_message_bits.item() <= 0:
+            s_in = s_in != 0
+        geo = ConvGeometry.from_params(self.proc_params)
+        out = conv_lava_int(s_in, self.weight, geo.stride, geo.padding, geo.dilation,
+                            geo.groups)
+        self.a_buf = wrap_stock_conv(out)
