@@ -22,7 +22,7 @@ from lava.proc.dense.models import AbstractPyDenseModelBitAcc
 from lava.proc.dense.process import Dense
 from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 
-from qcfs_lava.lava_sim.procs.conv import exact_float_dtype
+from qcfs_lava.lava_sim.procs.conv import exact_float_dtype, limit_blas_threads
 
 
 def wrap_int32(x: np.ndarray) -> np.ndarray:
@@ -81,6 +81,7 @@ class PyDenseModelFast(AbstractPyDenseModelBitAcc):
 
     def run_spk(self) -> None:
         if self._plan is None:  # the stock model's one-time weight scaling
+            limit_blas_threads(1)
             p = self.proc_params
             sign_mode = p.get("sign_mode") or determine_sign_mode(self.weights)
             w = clip_weights(self.weights, sign_mode, num_bits=8)
