@@ -21,7 +21,7 @@ where a Lava step goes: synapse arithmetic, neuron arithmetic, or the runtime's 
 and waiting. Writes benchmarks/results/lava-deep-<model>.json.
 
     .venv/bin/python benchmarks/bench_lava_deep.py --model vgg16 [--steps 4] \\
-        [--configs blas,int64,stock] [--profile]
+        [--configs blas,int64,stock] [--profile] [--check]
 """
 
 from __future__ import annotations
@@ -189,6 +189,9 @@ def main(argv=None) -> int:
                    help="Lava steps timed for the (slow) stock models")
     p.add_argument("--configs", default="blas,int64,stock")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--check", action="store_true",
+                   help="also run simulate() with the default models and compare every "
+                   "spike and potential with the emulator")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
 
@@ -213,6 +216,22 @@ def main(argv=None) -> int:
             profile = {"s_per_step": res["s_per_step"],
                        "per_step_by_kind": summarize_profile(folder)}
         print(json.dumps(profile, indent=1))
+    check = None
+    if args.check:
+        from qcfs_lava.emulator import emulate
+        from qcfs_lava.lava_sim import simulate
+        from qcfs_lava.results import compare_results
+
+        lava = simulate(net, x, args.steps, record="spikes")
+        emu = emulate(net, x, args.steps, record="spikes")
+        mismatches = compare_results(lava, emu)
+        check = {"samples": len(x), "steps": args.steps,
+                 "lava_equals_emulator": not mismatches
+                 and bool(np.array_equal(lava.saturations, emu.saturations)),
+                 "mismatches": [str(m) for m in mismatches[:5]],
+                 "spikes_per_layer": lava.spike_counts.sum(axis=0).tolist(),
+                 "saturations": int(lava.saturations.sum())}
+        print(json.dumps(check), flush=True)
     first = results[next(iter(results))]
     out = {
         "benchmark": "lava-deep",
@@ -226,6 +245,7 @@ def main(argv=None) -> int:
         "identical_spike_totals": len({json.dumps(v["spikes_after_snapshot"])
                                        for k, v in results.items() if k != "null"}) == 1,
         "profile": profile,
+        "check": check,
     }
     path = Path(args.out) if args.out else RESULTS / f"lava-deep-{args.model}.json"
     write_json(path, out)
