@@ -26,6 +26,9 @@ float32. Why nothing is lost:
   outside on the same side, is counted as a saturation and clamped to the same limit;
 - ``v - s * v_th`` and the spike counts (``<= T``) are integers below ``2**24``.
 
+Layers fed only by the input keep a float32 membrane too (their drive ``a + bias`` is
+computed once per batch, as below).
+
 The input layer's synaptic sums do not change over the ``T`` steps (the image is sent
 every step), so they are computed once per batch.
 
@@ -296,10 +299,13 @@ def emulate(
                     start=torch.zeros((), dtype=torch.float64, device=device))
                 for syns in compiled
             ]
-            drive = [_shift(fixed[li], p[2], p[3]) + p[0] if p[4] else None
-                     for li, p in enumerate(params)]
+            # float32 too: |drive| <= 2**25 + 2**18, and v + drive is exact whenever it lies
+            # in the state range (beyond it, rounding keeps it beyond, on the same side)
+            drive = [(_shift(fixed[li], p[2], p[3]) + p[0]).to(torch.float32) if p[4]
+                     else None for li, p in enumerate(params)]
             v = [torch.full((b, *lay.shape), lay.v_init, device=device,
-                            dtype=torch.float32 if lean[li] else torch.int32)
+                            dtype=torch.float32 if lean[li] or drive[li] is not None
+                            else torch.int32)
                  for li, lay in enumerate(net.layers)]
             counts = [torch.zeros((b, *lay.shape), dtype=torch.float32, device=device)
                       for lay in hidden]  # float32: exact, counts <= T < 2**24
@@ -332,7 +338,7 @@ def emulate(
                     if v_th is not None:
                         s = vl >= v_th
                         sf = s.to(torch.float32)
-                        vl = vl.sub_(sf, alpha=v_th) if lean[li] is not None else \
+                        vl = vl.sub_(sf, alpha=v_th) if vl.is_floating_point() else \
                             torch.where(s, vl - v_th, vl)
                         counts[li] += sf
                         if spikes is not None:
