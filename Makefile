@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml Makefile
 	# lava-nc 0.10.0 / lava-dl 0.6.0 declare python<3.11 and pin an old torch;
 	# their real runtime needs are in pyproject.toml.
 	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,nir]"
+	# sinabs 3.1.3 declares nir<=1.0.4 (and samna); its NIR import runs on nir 1.0.8.
+	$(BIN)/python -m pip install -q --no-deps sinabs==3.1.3
 	touch $(STAMP)
 
 demo: setup
@@ -35,6 +37,8 @@ bench: setup
 	$(BIN)/python -m pip install -q --no-deps spikingjelly==2.0.0
 	$(BIN)/python benchmarks/bench_emulator.py
 	$(BIN)/python benchmarks/bench_lava.py
+	# not a speed benchmark: damaged-file counts for README's "Failure modes"
+	$(BIN)/python benchmarks/bench_fuzz.py
 
 clean-venv:
 	rm -rf $(VENV)

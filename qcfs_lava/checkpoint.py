@@ -10,10 +10,12 @@ loads with ``torch.load(..., weights_only=True)``. Keys: ``format`` (:data:`FORM
 from __future__ import annotations
 
 import hashlib
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -67,7 +69,13 @@ class Checkpoint:
         """The model with these weights, in eval mode."""
         from qcfs_lava.model.zoo import build_model
 
-        model = build_model(self.model, **self.model_kwargs)
+        try:
+            model = build_model(self.model, **self.model_kwargs)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(
+                f"checkpoint model {self.model!r} cannot be built from its model_kwargs "
+                f"{self.model_kwargs}: {exc}; the checkpoint is damaged, train again"
+            ) from exc
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as exc:
@@ -75,6 +83,22 @@ class Checkpoint:
                 f"checkpoint weights do not fit model {self.model!r} {self.model_kwargs}: {exc}"
             ) from exc
         return model.eval()
+
+    def normalization(self) -> tuple[np.ndarray, np.ndarray]:
+        """The input normalisation ``(mean, std)`` of the float model, one value per channel.
+
+        The recorded ``mean``/``std`` (every checkpoint ``qcfs-lava train`` writes has them);
+        a checkpoint without them is taken to see ``x / 255`` as is (mean 0, std 1). This is
+        the only place that chooses: the converter folds exactly this normalisation into the
+        first layer, and every float evaluation feeds the model with it.
+
+        Returns:
+            ``(mean, std)`` float64 arrays. Shape: ``(C,)`` each.
+        """
+        channels = int(self.input_shape[0])
+        mean = np.asarray(self.mean if self.mean else [0.0] * channels, dtype=np.float64)
+        std = np.asarray(self.std if self.std else [1.0] * channels, dtype=np.float64)
+        return mean, std
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,14 +137,35 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         CheckpointError: the file is missing, unreadable, not a qcfs-lava checkpoint, of a newer
             format version, or lacks required fields.
     """
+    from qcfs_lava.safe_hdf5 import file_kind
+    from qcfs_lava.validate import check_checkpoint_dict, check_torch_archive
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found; train one with `qcfs-lava train`")
+    if file_kind(path) == "hdf5":
+        raise CheckpointError(
+            f"{path} is a NetX (.net) file, not a checkpoint; `emulate`, `simulate` and "
+            "`inspect` take NetX files, this command needs the checkpoint (.pt) it was exported "
+            "from"
+        )
+    damage = check_torch_archive(path)
+    if damage:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {damage}; the file is damaged (retrain or copy it "
+            "again)"
+        )
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # keep torch's whole explanation of what was blocked
+        raise CheckpointError(
+            f"refusing to load checkpoint {path}: {' '.join(str(exc).split())} (qcfs-lava "
+            "loads checkpoints with weights_only=True and never runs code from a file; write "
+            "checkpoints with `qcfs-lava train` or `import-reference`)"
+        ) from exc
     except Exception as exc:  # torch raises many types for corrupt/foreign files
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc)[:200]}; the file is "
+            f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}; the file is "
             "corrupt or not a torch file (retrain or copy it again)"
         ) from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -128,27 +173,29 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             f"{path} is not a qcfs-lava checkpoint (no format marker {FORMAT!r}); import "
             "reference QCFS weights with qcfs_lava.model.reference.import_reference"
         )
-    if int(data.get("version", -1)) > VERSION or int(data.get("version", -1)) < 1:
-        raise CheckpointError(f"{path} has checkpoint version {data.get('version')}; this "
+    version = data.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {version}; this "
                               f"qcfs-lava reads version <= {VERSION}: upgrade qcfs-lava")
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise CheckpointError(f"{path} lacks the fields {missing}; the file is incomplete")
+    fields = check_checkpoint_dict(data, path)  # exact types, ranges and lengths
     return Checkpoint(
-        model=data["model"],
-        model_kwargs=dict(data["model_kwargs"]),
-        state_dict=dict(data["state_dict"]),
-        levels=int(data["levels"]),
-        phi=float(data["phi"]),
-        activation=str(data["activation"]),
-        dataset=str(data["dataset"]),
-        input_shape=tuple(int(s) for s in data["input_shape"]),
-        num_classes=int(data["num_classes"]),
-        class_names=list(data.get("class_names", [])),
-        mean=[float(m) for m in data.get("mean", [])],
-        std=[float(s) for s in data.get("std", [])],
-        epoch=int(data.get("epoch", 0)),
-        best_accuracy=data.get("best_accuracy"),
+        model=fields["model"],
+        model_kwargs=fields["model_kwargs"],
+        state_dict=fields["state_dict"],
+        levels=fields["levels"],
+        phi=fields["phi"],
+        activation=fields["activation"],
+        dataset=fields["dataset"],
+        input_shape=tuple(fields["input_shape"]),
+        num_classes=fields["num_classes"],
+        class_names=fields["class_names"],
+        mean=fields["mean"],
+        std=fields["std"],
+        epoch=fields["epoch"],
+        best_accuracy=fields["best_accuracy"],
     )
 
 

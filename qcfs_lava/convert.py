@@ -7,8 +7,8 @@ Two stages:
    linear after it (a 2x2 stride-2 average pool followed by a 3x3 conv is one 6x6 stride-2
    conv), Dropout/Identity vanish, residual blocks become a layer with two incoming
    synapses. Every unsupported module is collected and reported in one error.
-2. **quantize** (SPEC section 3): per layer one weight step ``delta`` so the largest
-   effective weight uses the 8-bit range, then the exponent ``e`` (state units per float
+2. **quantize** (``docs/contract.md``, section 3): per layer one weight step ``delta`` so
+   the largest effective weight uses the 8-bit range, then the exponent ``e`` (state units per float
    unit ``S = 2**(e+1) / delta``) as large as the threshold and bias mantissas allow. The
    input normalisation folds into the first layer so the network takes uint8 pixels.
 
@@ -20,6 +20,7 @@ from hidden layer ``j`` sees binary spikes of amplitude ``theta_j``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,11 +32,13 @@ from torch import nn
 from qcfs_lava import hardware as hw
 from qcfs_lava.errors import QuantizationError, UnsupportedLayerError
 from qcfs_lava.model.qcfs import QCFS
-from qcfs_lava.network import INPUT, IntegerNetwork, NeuronLayer, Synapse, conv_output_shape
-
-SUPPORTED = (
-    "Conv2d, Linear, BatchNorm1d/2d (after a conv/linear), QCFS, AvgPool2d, "
-    "AdaptiveAvgPool2d, Flatten, Dropout, Identity, residual BasicBlock"
+from qcfs_lava.network import (
+    INPUT,
+    IntegerNetwork,
+    NeuronLayer,
+    Synapse,
+    SynapseGeometry,
+    conv_output_shape,
 )
 
 # Target threshold mantissa: 2**10 keeps v_th = 2**16 state units, so the 24-bit membrane
@@ -53,17 +56,12 @@ WEIGHT_QMAX = (hw.WEIGHT_MAX // hw.WEIGHT_STEP)  # 127
 # --------------------------------------------------------------------------------------
 
 
-@dataclass
-class FloatSynapse:
-    """A folded float synapse (torch weight layout, float64)."""
+@dataclass(frozen=True, eq=False)
+class FloatSynapse(SynapseGeometry):
+    """A folded float synapse (torch weight layout, float64; fields of
+    :class:`~qcfs_lava.network.SynapseGeometry`)."""
 
-    source: int
-    kind: str
     weight: np.ndarray
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """Float64 forward of this synapse on ``x`` (batch first)."""
@@ -109,13 +107,6 @@ def _leaves(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
     return out
 
 
-_SKIP = (nn.Dropout, nn.Identity)
-_LEAF_TYPES = (
-    nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, QCFS, nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d, nn.Flatten,
-) + _SKIP
-
-
 def _advice(m: nn.Module) -> str:
     if isinstance(m, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
         return "max pooling has no exact spiking equivalent: retrain with AvgPool2d"
@@ -140,7 +131,7 @@ def check_supported(model: nn.Module) -> None:
                 visit(_leaves(m.residual, f"{path}.residual"))
                 visit(_leaves(m.shortcut, f"{path}.shortcut"))
                 visit([(f"{path}.act", m.act)])
-            elif not isinstance(m, _LEAF_TYPES):
+            elif handler_for(m) is None:
                 bad.append(f"{path} ({type(m).__name__}): {_advice(m)}")
 
     visit(_leaves(model))
@@ -255,11 +246,10 @@ class _Folder:
         if scale.shape[0] != syn.weight.shape[0]:
             raise UnsupportedLayerError(f"{path}: BatchNorm size does not match the layer before")
         w = syn.weight * scale.reshape((-1,) + (1,) * (syn.weight.ndim - 1))
-        syn = FloatSynapse(syn.source, syn.kind, w, syn.stride, syn.padding, syn.dilation,
-                           syn.groups)
+        syn = FloatSynapse(syn.source, syn.kind, w, **syn.geometry())
         return syn, (bias - mean) * scale + beta
 
-    def _activate(self, path: str, act: nn.Module) -> None:
+    def activate(self, path: str, act: nn.Module) -> None:
         if self.pending is None:
             raise UnsupportedLayerError(f"{path}: activation without a conv/linear before it")
         if not isinstance(act, QCFS):
@@ -272,35 +262,38 @@ class _Folder:
         self.cur, self.shape = len(self.layers) - 1, self.pending.shape
         self.pending = None
 
-    # ---- the walk --------------------------------------------------------------------
+    # ---- the walk: one handler per module type (HANDLERS) ------------------------------
     def walk(self, items) -> None:
         for path, m in items:
-            if isinstance(m, _SKIP):
-                continue
             if _is_block(m):
                 self.block(path, m)
-            elif isinstance(m, (nn.Conv2d, nn.Linear)):
-                if self.pending is not None:
-                    raise UnsupportedLayerError(
-                        f"{path}: two conv/linear layers without an activation between them; "
-                        "merge them or put a QCFS activation between"
-                    )
-                syn, b, shape = self._linear_op(path, m, self.cur, self.shape)
-                self.pending = FloatLayer(path, shape, [syn], b)
-            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                if self.pending is None or len(self.pending.synapses) != 1:
-                    raise UnsupportedLayerError(f"{path}: BatchNorm must follow a conv/linear")
-                syn, b = self._fold_bn(path, m, self.pending.synapses[0], self.pending.bias)
-                self.pending.synapses[0], self.pending.bias = syn, b
-            elif isinstance(m, QCFS):
-                self._activate(path, m)
-            elif isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
-                self.avgpool(path, m)
-            elif isinstance(m, nn.Flatten):
-                if m.start_dim != 1:
-                    raise UnsupportedLayerError(f"{path}: only Flatten(start_dim=1) is supported")
-            else:  # check_supported ran first; this is a module inside an odd position
+                continue
+            handler = handler_for(m)
+            if handler is None:  # check_supported ran first; a module in an odd position
                 raise UnsupportedLayerError(f"{path} ({type(m).__name__}): {_advice(m)}")
+            handler.fold(self, path, m)
+
+    def skip(self, path: str, m: nn.Module) -> None:
+        """Dropout and Identity: nothing at inference."""
+
+    def linear(self, path: str, m: nn.Module) -> None:
+        if self.pending is not None:
+            raise UnsupportedLayerError(
+                f"{path}: two conv/linear layers without an activation between them; "
+                "merge them or put a QCFS activation between"
+            )
+        syn, b, shape = self._linear_op(path, m, self.cur, self.shape)
+        self.pending = FloatLayer(path, shape, [syn], b)
+
+    def batchnorm(self, path: str, m: nn.Module) -> None:
+        if self.pending is None or len(self.pending.synapses) != 1:
+            raise UnsupportedLayerError(f"{path}: BatchNorm must follow a conv/linear")
+        syn, b = self._fold_bn(path, m, self.pending.synapses[0], self.pending.bias)
+        self.pending.synapses[0], self.pending.bias = syn, b
+
+    def flatten(self, path: str, m: nn.Module) -> None:
+        if m.start_dim != 1:
+            raise UnsupportedLayerError(f"{path}: only Flatten(start_dim=1) is supported")
 
     def avgpool(self, path: str, m: nn.Module) -> None:
         if self.pending is not None or self.pool is not None:
@@ -331,8 +324,7 @@ class _Folder:
         if self.pending is not None or self.pool is not None:
             raise UnsupportedLayerError(f"{path}: a residual block must follow an activation")
         src, src_shape = self.cur, self.shape
-        res = [(p, m) for p, m in _leaves(blk.residual, f"{path}.residual")
-               if not isinstance(m, _SKIP)]
+        res = [(p, m) for p, m in _leaves(blk.residual, f"{path}.residual") if not _skipped(m)]
         # everything up to the last conv/linear is ordinary layers
         last = max(i for i, (_, m) in enumerate(res) if isinstance(m, (nn.Conv2d, nn.Linear)))
         self.walk(res[:last])
@@ -340,8 +332,7 @@ class _Folder:
         main = self.pending
         if main is None:
             raise UnsupportedLayerError(f"{path}: residual path must end in a conv/linear")
-        sc = [(p, m) for p, m in _leaves(blk.shortcut, f"{path}.shortcut")
-              if not isinstance(m, _SKIP)]
+        sc = [(p, m) for p, m in _leaves(blk.shortcut, f"{path}.shortcut") if not _skipped(m)]
         if not sc:
             if src_shape != main.shape:
                 raise UnsupportedLayerError(f"{path}: identity shortcut but shapes differ "
@@ -364,7 +355,51 @@ class _Folder:
         main.synapses.append(syn)
         main.bias = main.bias + bias
         main.name = path
-        self._activate(f"{path}.act", blk.act)
+        self.activate(f"{path}.act", blk.act)
+
+
+@dataclass(frozen=True)
+class ModuleHandler:
+    """How one family of source modules folds.
+
+    Attributes:
+        types: the module classes it handles.
+        label: how the supported list names them (error messages).
+        fold: ``fold(folder, path, module)``, a :class:`_Folder` method.
+    """
+
+    types: tuple[type[nn.Module], ...]
+    label: str
+    fold: Callable[[_Folder, str, nn.Module], None]
+
+
+#: The supported modules, in one place: the checks, the walk and the error message use it.
+#: A residual block (``residual``/``shortcut``/``act`` attributes) is recognised by shape, not
+#: type, and handled by :meth:`_Folder.block`.
+HANDLERS: tuple[ModuleHandler, ...] = (
+    ModuleHandler((nn.Conv2d, nn.Linear), "Conv2d, Linear", _Folder.linear),
+    ModuleHandler((nn.BatchNorm1d, nn.BatchNorm2d), "BatchNorm1d/2d (after a conv/linear)",
+                  _Folder.batchnorm),
+    ModuleHandler((QCFS,), "QCFS", _Folder.activate),
+    ModuleHandler((nn.AvgPool2d, nn.AdaptiveAvgPool2d), "AvgPool2d, AdaptiveAvgPool2d",
+                  _Folder.avgpool),
+    ModuleHandler((nn.Flatten,), "Flatten", _Folder.flatten),
+    ModuleHandler((nn.Dropout, nn.Identity), "Dropout, Identity", _Folder.skip),
+)
+SUPPORTED = ", ".join(h.label for h in HANDLERS) + ", residual BasicBlock"
+
+
+def handler_for(m: nn.Module) -> ModuleHandler | None:
+    """The handler of ``m``'s type, or ``None`` when it is not supported."""
+    for handler in HANDLERS:
+        if isinstance(m, handler.types):
+            return handler
+    return None
+
+
+def _skipped(m: nn.Module) -> bool:
+    handler = handler_for(m)
+    return handler is not None and handler.fold is _Folder.skip
 
 
 def fold(model: nn.Module, input_shape: tuple[int, ...]) -> list[FloatLayer]:
@@ -374,6 +409,11 @@ def fold(model: nn.Module, input_shape: tuple[int, ...]) -> list[FloatLayer]:
     ``conv1``, ``conv2``, ``fc3``... in network order.
     """
     check_supported(model)
+    return _fold_checked(model, input_shape)
+
+
+def _fold_checked(model: nn.Module, input_shape: tuple[int, ...]) -> list[FloatLayer]:
+    """:func:`fold` for a model :func:`check_supported` has accepted."""
     folder = _Folder(tuple(input_shape))
     with torch.no_grad():
         folder.walk(_leaves(model))
@@ -469,6 +509,158 @@ def _choose_exp(ok) -> int | None:
     return None
 
 
+def _effective_weights(layer: FloatLayer, layers: list[FloatLayer], shapes: list[tuple],
+                       mean: np.ndarray, std: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Step 1: the float weights each synapse really applies, and the full float bias map.
+
+    A synapse from the input sees ``x_int / (255 * std_c)`` (its ``-mean/std`` goes into the
+    bias); a synapse from hidden layer ``j`` sees binary spikes of amplitude ``theta_j``.
+    """
+    eff = []
+    bias_f = np.broadcast_to(
+        layer.bias.reshape((-1,) + (1,) * (len(layer.shape) - 1)), layer.shape
+    ).astype(np.float64)
+    for syn in layer.synapses:
+        src_shape = shapes[syn.source + 1]
+        if syn.source == INPUT:
+            eff.append(syn.weight * _input_amplitude(syn, src_shape, std))
+            bias_f = bias_f + _input_bias(syn, src_shape, mean, std).reshape(layer.shape)
+        else:
+            eff.append(syn.weight * layers[syn.source].thresh)
+    return eff, bias_f
+
+
+@dataclass
+class _Weights:
+    """Step 2's result: 8-bit weights of one layer."""
+
+    q: list[np.ndarray]  # per synapse, in [-qmax, qmax]
+    synapses: tuple[Synapse, ...]  # the integer synapses (stored weight 2q)
+    step: float  # float value of q = 1
+    qmax: int
+    max_w: float
+
+
+def _quantize_weights(layer: FloatLayer, eff: list[np.ndarray]) -> _Weights:
+    """Step 2: one weight step per layer so the largest weight uses the 8-bit range.
+
+    ``qmax`` halves until the worst-case conv sums stay inside lava Conv's 24-bit clamp.
+    """
+    max_w = max(float(np.abs(w).max(initial=0.0)) for w in eff)
+    if max_w == 0.0:
+        max_w = 1.0  # all-zero layer: any step works
+    qmax = WEIGHT_QMAX
+    while True:
+        step = max_w / qmax  # float value of q = 1
+        q = [np.clip(np.round(w / step), -qmax, qmax).astype(np.int64) for w in eff]
+        ints = tuple(Synapse(s.source, s.kind, 2 * qq, **s.geometry())
+                     for s, qq in zip(layer.synapses, q, strict=True))
+        worst = max(
+            s.max_abs_sum(hw.INPUT_MAX if s.source == INPUT else 1)
+            for s in ints if s.kind == "conv"
+        ) if any(s.kind == "conv" for s in ints) else 0
+        if worst <= hw.SYNAPSE_OUT_MAX or qmax <= 1:
+            break
+        qmax //= 2
+    if worst > hw.SYNAPSE_OUT_MAX:
+        raise QuantizationError(f"layer {layer.name}: its conv sums cannot fit 24 bits")
+    return _Weights(q, ints, step, qmax, max_w)
+
+
+class _Exponent:
+    """The scale ``S(e) = 2**(e+1) / step`` (stored weight ``2q`` carries ``step/2`` per unit)
+    and the bias mantissas it implies."""
+
+    def __init__(self, step: float, bias_per_channel: np.ndarray) -> None:
+        self.step, self.bias = step, bias_per_channel
+
+    def scale(self, e: int) -> float:
+        return 2.0 ** (e + 1) / self.step
+
+    def bias_mant(self, e: int) -> np.ndarray:
+        return np.round(self.bias * self.scale(e) / (1 << hw.BIAS_EXP)).astype(np.int64)
+
+    def bias_fits(self, e: int) -> bool:
+        bm = self.bias_mant(e)
+        return bm.size == 0 or (bm.min() >= hw.BIAS_MANT_MIN and bm.max() <= hw.BIAS_MANT_MAX)
+
+
+def _hidden_exponent(layer: FloatLayer, ex: _Exponent, max_w: float, phi: float
+                     ) -> tuple[int, int, int, float]:
+    """Step 3 (hidden layer): the largest exponent whose threshold mantissa stays within
+    :data:`VTH_MANT_TARGET` (else within 17 bits) and whose biases fit 13 bits.
+
+    Returns:
+        ``(e, vth_mant, v_init, relative threshold error)``.
+    """
+    theta = layer.thresh
+
+    def vth(e: int) -> int:
+        return int(round(theta * ex.scale(e) / (1 << hw.VTH_SHIFT)))
+
+    e = _choose_exp(lambda e: 1 <= vth(e) <= VTH_MANT_TARGET and ex.bias_fits(e))
+    if e is None:
+        e = _choose_exp(lambda e: 1 <= vth(e) <= hw.VTH_MANT_MAX and ex.bias_fits(e))
+    if e is None:
+        raise QuantizationError(
+            f"layer {layer.name}: no exponent in [{hw.WEIGHT_EXP_MIN}, "
+            f"{hw.WEIGHT_EXP_MAX}] fits threshold {theta:.4g} and biases up to "
+            f"{np.abs(ex.bias).max():.4g} with weights up to {max_w:.4g} "
+            "into the 17-bit threshold and 13-bit bias mantissas; retrain with weight "
+            "decay or a larger threshold"
+        )
+    vth_mant = vth(e)
+    v_th_state = hw.vth_from_mant(vth_mant)
+    v_init = int(round(phi * v_th_state))
+    return e, vth_mant, v_init, abs(v_th_state / ex.scale(e) - theta) / theta
+
+
+def _output_exponent(layer: FloatLayer, ex: _Exponent, synapses: tuple[Synapse, ...]) -> int:
+    """Step 3 (output layer): the largest exponent that keeps
+    :data:`OUTPUT_HEADROOM_STEPS` worst-case steps inside the 24-bit state and the biases in
+    13 bits (else only the biases)."""
+    worst_a = max(
+        s.max_abs_sum(hw.INPUT_MAX if s.source == INPUT else 1) for s in synapses
+    ) * len(synapses)
+
+    def fits_out(e: int) -> bool:
+        a = worst_a * 2.0**e if e >= 0 else worst_a / 2.0**-e
+        return ex.bias_fits(e) and a * OUTPUT_HEADROOM_STEPS <= hw.STATE_MAX
+
+    e = _choose_exp(fits_out)
+    if e is None:
+        e = _choose_exp(ex.bias_fits)
+    if e is None:
+        raise QuantizationError(f"layer {layer.name}: output bias does not fit the "
+                                "13-bit mantissa at any exponent")
+    return e
+
+
+def _quantize_layer(layer: FloatLayer, eff: list[np.ndarray], bias_f: np.ndarray, *,
+                    spiking: bool, phi: float) -> tuple[NeuronLayer, LayerQuantization]:
+    """Steps 2-4 for one layer: weights, exponent, then the integers and their errors."""
+    w = _quantize_weights(layer, eff)
+    ex = _Exponent(w.step, _per_channel(bias_f, layer.shape))
+    if spiking:
+        e, vth_mant, v_init, thr_err = _hidden_exponent(layer, ex, w.max_w, phi)
+        theta = layer.thresh
+    else:
+        e = _output_exponent(layer, ex, w.synapses)
+        vth_mant, v_init, theta, thr_err = None, 0, None, None
+    bm = ex.bias_mant(e)
+    w_err = max(float(np.abs(qq * w.step - wf).max(initial=0.0))
+                for qq, wf in zip(w.q, eff, strict=True))
+    b_err = float(np.abs(bm * (1 << hw.BIAS_EXP) / ex.scale(e) - ex.bias).max(initial=0.0))
+    int_layer = NeuronLayer(layer.name, layer.shape, w.synapses, e, bm, vth_mant, v_init)
+    row = LayerQuantization(
+        name=layer.name, scale=ex.scale(e), weight_exp=e, weight_step=w.step / 2, qmax=w.qmax,
+        vth_mant=vth_mant, threshold=theta, threshold_error=thr_err,
+        max_weight_error=w_err, max_weight=w.max_w, max_bias_error=b_err,
+        bias_max_abs_mant=int(np.abs(bm).max(initial=0)),
+    )
+    return int_layer, row
+
+
 def quantize(
     layers: list[FloatLayer],
     input_shape: tuple[int, ...],
@@ -479,7 +671,12 @@ def quantize(
     phi: float,
     metadata: dict | None = None,
 ) -> tuple[IntegerNetwork, QuantizationReport]:
-    """Quantize folded float layers to the Loihi integer ranges (SPEC section 3).
+    """Quantize folded float layers to the Loihi integer ranges (``docs/contract.md``, section 3).
+
+    Per layer, in named steps: effective float weights (:func:`_effective_weights`), 8-bit
+    weights (:func:`_quantize_weights`), the exponent (:func:`_hidden_exponent` /
+    :func:`_output_exponent`), then threshold, bias mantissas and their errors
+    (:func:`_quantize_layer`).
 
     Args:
         layers: output of :func:`fold`.
@@ -509,100 +706,10 @@ def quantize(
         if spiking != (li < len(layers) - 1):
             raise QuantizationError(f"layer {layer.name}: only the last layer may lack an "
                                     "activation, and it must lack one")
-        eff = []  # effective float weights per synapse
-        bias_f = np.broadcast_to(
-            layer.bias.reshape((-1,) + (1,) * (len(layer.shape) - 1)), layer.shape
-        ).astype(np.float64)
-        for syn in layer.synapses:
-            src_shape = shapes[syn.source + 1]
-            if syn.source == INPUT:
-                eff.append(syn.weight * _input_amplitude(syn, src_shape, std))
-                bias_f = bias_f + _input_bias(syn, src_shape, mean, std).reshape(layer.shape)
-            else:
-                eff.append(syn.weight * layers[syn.source].thresh)
-        max_w = max(float(np.abs(w).max(initial=0.0)) for w in eff)
-        if max_w == 0.0:
-            max_w = 1.0  # all-zero layer: any step works
-        # Largest qmax whose worst-case conv sums stay inside lava Conv's 24-bit clamp.
-        qmax = WEIGHT_QMAX
-        while True:
-            step = max_w / qmax  # float value of q = 1
-            q = [np.clip(np.round(w / step), -qmax, qmax).astype(np.int64) for w in eff]
-            ints = [Synapse(s.source, s.kind, 2 * qq, s.stride, s.padding, s.dilation, s.groups)
-                    for s, qq in zip(layer.synapses, q, strict=True)]
-            worst = max(
-                s.max_abs_sum(hw.INPUT_MAX if s.source == INPUT else 1)
-                for s in ints if s.kind == "conv"
-            ) if any(s.kind == "conv" for s in ints) else 0
-            if worst <= hw.SYNAPSE_OUT_MAX or qmax <= 1:
-                break
-            qmax //= 2
-        if worst > hw.SYNAPSE_OUT_MAX:
-            raise QuantizationError(f"layer {layer.name}: its conv sums cannot fit 24 bits")
-        # S(e) = 2**(e+1) / step  (stored weight 2q carries step/2 per unit)
-        bias_full_per_channel = _per_channel(bias_f, layer.shape)
-
-        def scale(e: int, step=step) -> float:
-            return 2.0 ** (e + 1) / step
-
-        def bias_mant(e: int, b=bias_full_per_channel) -> np.ndarray:
-            return np.round(b * scale(e) / (1 << hw.BIAS_EXP)).astype(np.int64)
-
-        def bias_fits(e: int) -> bool:
-            bm = bias_mant(e)
-            return bm.size == 0 or (bm.min() >= hw.BIAS_MANT_MIN and bm.max() <= hw.BIAS_MANT_MAX)
-
-        if spiking:
-            theta = layer.thresh
-
-            def vth(e: int, theta=theta) -> int:
-                return int(round(theta * scale(e) / (1 << hw.VTH_SHIFT)))
-
-            e = _choose_exp(lambda e: 1 <= vth(e) <= VTH_MANT_TARGET and bias_fits(e))
-            if e is None:
-                e = _choose_exp(lambda e: 1 <= vth(e) <= hw.VTH_MANT_MAX and bias_fits(e))
-            if e is None:
-                raise QuantizationError(
-                    f"layer {layer.name}: no exponent in [{hw.WEIGHT_EXP_MIN}, "
-                    f"{hw.WEIGHT_EXP_MAX}] fits threshold {theta:.4g} and biases up to "
-                    f"{np.abs(bias_full_per_channel).max():.4g} with weights up to {max_w:.4g} "
-                    "into the 17-bit threshold and 13-bit bias mantissas; retrain with weight "
-                    "decay or a larger threshold"
-                )
-            vth_mant = vth(e)
-            v_th_state = hw.vth_from_mant(vth_mant)
-            v_init = int(round(phi * v_th_state))
-            thr_err = abs(v_th_state / scale(e) - theta) / theta
-        else:
-            worst_a = max(
-                s.max_abs_sum(hw.INPUT_MAX if s.source == INPUT else 1) for s in ints
-            ) * len(ints)
-
-            def fits_out(e: int, worst_a=worst_a) -> bool:
-                a = worst_a * 2.0**e if e >= 0 else worst_a / 2.0**-e
-                return bias_fits(e) and a * OUTPUT_HEADROOM_STEPS <= hw.STATE_MAX
-
-            e = _choose_exp(fits_out)
-            if e is None:
-                e = _choose_exp(bias_fits)
-            if e is None:
-                raise QuantizationError(f"layer {layer.name}: output bias does not fit the "
-                                        "13-bit mantissa at any exponent")
-            vth_mant, v_init, theta, thr_err = None, 0, None, None
-        bm = bias_mant(e)
-        w_err = max(float(np.abs(qq * step - w).max(initial=0.0)) for qq, w in zip(q, eff,
-                                                                                      strict=True))
-        b_err = float(np.abs(bm * (1 << hw.BIAS_EXP) / scale(e) - bias_full_per_channel).max(
-            initial=0.0))
-        int_layers.append(
-            NeuronLayer(layer.name, layer.shape, tuple(ints), e, bm, vth_mant, v_init)
-        )
-        report.layers.append(LayerQuantization(
-            name=layer.name, scale=scale(e), weight_exp=e, weight_step=step / 2, qmax=qmax,
-            vth_mant=vth_mant, threshold=theta, threshold_error=thr_err,
-            max_weight_error=w_err, max_weight=max_w, max_bias_error=b_err,
-            bias_max_abs_mant=int(np.abs(bm).max(initial=0)),
-        ))
+        eff, bias_f = _effective_weights(layer, layers, shapes, mean, std)
+        int_layer, row = _quantize_layer(layer, eff, bias_f, spiking=spiking, phi=phi)
+        int_layers.append(int_layer)
+        report.layers.append(row)
         shapes.append(layer.shape)
     meta = {"input_mean": mean.tolist(), "input_std": std.tolist(), **(metadata or {})}
     net = IntegerNetwork(tuple(input_shape), tuple(int_layers), int(levels), float(phi), meta)
@@ -654,5 +761,5 @@ def convert(
     """
     check_supported(model)
     levels, phi = qcfs_params(model)
-    layers = fold(model, input_shape)
+    layers = _fold_checked(model, input_shape)
     return quantize(layers, input_shape, mean, std, levels=levels, phi=phi, metadata=metadata)

@@ -13,11 +13,17 @@ Names (:data:`DATASETS`):
 - ``digits``: scikit-learn's embedded 8x8 digits (1797 images), values ``0..16`` mapped to
   ``round(v * 255 / 16)``; a fixed stratified 80/20 split. Needs no files.
 - ``mnist-split``: the official MNIST 10k test set (IDX gz), split stratified and
-  deterministically into 8000 train / 2000 test. Looked up in ``root``, else
-  ``$QCFS_LAVA_MNIST_DIR``, else ``../shared/data/mnist`` next to the repository.
+  deterministically into 8000 train / 2000 test. Looked up in ``root`` (``--data-root``),
+  else ``$QCFS_LAVA_MNIST_DIR``, else in ``mnist/`` under the first folder of the data search
+  path that has it (:func:`data_search_path`).
 - ``mnist``: the full MNIST in a folder of IDX files (torchvision's raw layout accepted).
 - ``fashion-mnist``, ``cifar10``, ``cifar100``: torchvision datasets under ``root``; nothing is
   downloaded unless ``download=True``.
+
+The data search path (:func:`data_search_path`), in order: the folders in
+``$QCFS_LAVA_DATA`` (separated like ``PATH``), ``data/`` in the repository, and a ``data/``
+folder beside the repository checkout (``../shared/data``, where a shared workspace keeps
+one copy for several checkouts). An explicit ``root`` always wins.
 """
 
 from __future__ import annotations
@@ -36,7 +42,10 @@ from qcfs_lava.errors import DatasetError
 __all__ = [
     "DATASETS",
     "DataSplit",
+    "DATA_ENV_VAR",
+    "data_search_path",
     "default_mnist_dir",
+    "find_data",
     "load_dataset",
     "normalize",
     "read_idx",
@@ -56,6 +65,7 @@ _MNIST_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_ENV_VAR = "QCFS_LAVA_DATA"
 
 
 @dataclass(frozen=True)
@@ -204,12 +214,37 @@ def _idx_pair(folder: Path, images: str, labels: str, what: str) -> tuple[np.nda
     return x[:, None], y.astype(np.int64)
 
 
+def data_search_path() -> list[Path]:
+    """The folders searched for data files, first match wins.
+
+    ``$QCFS_LAVA_DATA`` (one or more folders, separated by :data:`os.pathsep`), then
+    ``<repository>/data``, then ``<repository>/../shared/data`` (a workspace's shared copy).
+    """
+    env = os.environ.get(DATA_ENV_VAR, "")
+    path = [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
+    return path + [_REPO_ROOT / "data", _REPO_ROOT.parent / "shared" / "data"]
+
+
+def find_data(relative: str | Path) -> Path | None:
+    """``relative`` under the first folder of :func:`data_search_path` that has it."""
+    for folder in data_search_path():
+        candidate = folder / relative
+        if candidate.exists():
+            return candidate
+    return None
+
+
 def default_mnist_dir() -> Path:
-    """``$QCFS_LAVA_MNIST_DIR`` if set, else ``../shared/data/mnist`` next to the repository."""
+    """``$QCFS_LAVA_MNIST_DIR`` if set, else ``mnist/`` on the data search path.
+
+    When no folder of the search path has ``mnist/``, the first candidate is returned (the
+    error that follows names it).
+    """
     env = os.environ.get("QCFS_LAVA_MNIST_DIR")
     if env:
         return Path(env)
-    return _REPO_ROOT.parent / "shared" / "data" / "mnist"
+    found = find_data("mnist")
+    return found if found is not None else data_search_path()[0] / "mnist"
 
 
 def _md5(path: Path) -> str:
@@ -227,7 +262,8 @@ def _mnist_split(root: Path | None, seed: int, verify: bool = True) -> DataSplit
                     "official MNIST test set); replace it with the original file"
                 )
     x, y = _idx_pair(folder, _MNIST_FILES["test_images"], _MNIST_FILES["test_labels"],
-                     "mnist-split (set QCFS_LAVA_MNIST_DIR or pass root)")
+                     f"mnist-split (pass --data-root, set QCFS_LAVA_MNIST_DIR, or put "
+                     f"mnist/ in a folder of ${DATA_ENV_VAR})")
     train, test = _stratified_split(y, 2000 if len(y) >= 4000 else max(len(y) // 5, 10), seed)
     mean, std = _stats(x[train])
     return DataSplit("mnist-split", x[train], y[train], x[test], y[test], mean, std,
@@ -236,7 +272,8 @@ def _mnist_split(root: Path | None, seed: int, verify: bool = True) -> DataSplit
 
 def _mnist_full(root: Path | None) -> DataSplit:
     if root is None:
-        raise DatasetError("mnist: pass root=<folder with the four MNIST IDX files>")
+        raise DatasetError("mnist: no data folder given; pass --data-root DIR (root=DIR in "
+                           "Python), DIR holding the four MNIST IDX files")
     folder = Path(root)
     x_tr, y_tr = _idx_pair(folder, _MNIST_FILES["train_images"], _MNIST_FILES["train_labels"],
                            "mnist")
@@ -250,7 +287,8 @@ def _torchvision(name: str, root: Path | None, download: bool) -> DataSplit:
     from torchvision import datasets
 
     if root is None:
-        raise DatasetError(f"{name}: pass root=<folder for torchvision's {name} files>")
+        raise DatasetError(f"{name}: no data folder given; pass --data-root DIR (root=DIR in "
+                           f"Python), DIR holding torchvision's {name} files")
     cls = {"fashion-mnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10,
            "cifar100": datasets.CIFAR100}[name]
     try:
@@ -259,7 +297,8 @@ def _torchvision(name: str, root: Path | None, download: bool) -> DataSplit:
     except (RuntimeError, OSError) as exc:
         raise DatasetError(
             f"{name}: cannot read the dataset under {root} ({exc}); put torchvision's files "
-            "there or pass download=True (--download) to fetch them"
+            f"there (`qcfs-lava train --dataset {name} --data-root {root} --download` fetches "
+            "them; download=True in Python)"
         ) from exc
 
     def arrays(ds) -> tuple[np.ndarray, np.ndarray]:

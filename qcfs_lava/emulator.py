@@ -1,4 +1,6 @@
-"""Batched, bit-exact emulation of an :class:`~qcfs_lava.network.IntegerNetwork` (SPEC 3).
+"""Batched, bit-exact emulation of an :class:`~qcfs_lava.network.IntegerNetwork`.
+
+The dynamics are those of ``docs/contract.md``, section 3.
 
 Whole batches advance one logical step at a time, with torch on CPU or GPU. The arithmetic
 provably loses nothing:
@@ -41,31 +43,24 @@ model's pool + conv costs instead of ``s**2`` times more.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from qcfs_lava import hardware as hw
-from qcfs_lava.errors import NetworkValidationError
-from qcfs_lava.network import INPUT, IntegerNetwork, Synapse
-from qcfs_lava.results import SpikeRunResult, argmax_first
+from qcfs_lava.network import INPUT, IntegerNetwork, Synapse, SynapseGeometry
+from qcfs_lava.progress import counter
+from qcfs_lava.results import RecordMode, SpikeRunResult, argmax_first, check_run_arguments
 
 FLOAT32_EXACT = 1 << 24
 
 
-@dataclass
-class _CompiledSynapse:
-    source: int
-    kind: str
+@dataclass(frozen=True, eq=False)
+class _CompiledSynapse(SynapseGeometry):
     weight: torch.Tensor
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
-    groups: int
-    unfold_conv: bool
+    unfold_conv: bool = False
     pool: tuple[int, int] | None = None
     bias: torch.Tensor | None = None  # per output channel, added by the same BLAS call
 
@@ -133,9 +128,9 @@ def _compile_float32_layer(net: IntegerNetwork, layer,
     out = []
     for i, syn in enumerate(layer.synapses):
         c = _compile_synapse(syn, net.source_shape(syn.source), device)
-        c.weight = (c.weight.to(torch.float32) * 2.0 ** e).contiguous()
-        if i == 0:
-            c.bias = torch.tensor(bias, dtype=torch.float32, device=device)
+        c = replace(c, weight=(c.weight.to(torch.float32) * 2.0 ** e).contiguous(),
+                    bias=torch.tensor(bias, dtype=torch.float32, device=device) if i == 0
+                    else None)
         out.append(c)
     return out
 
@@ -196,8 +191,9 @@ def _compile_synapse(syn: Synapse, in_shape: tuple[int, ...],
     if factored is not None:
         pool, weight, stride, padding = factored
     w = torch.tensor(weight, dtype=dtype, device=device)
-    return _CompiledSynapse(syn.source, syn.kind, w, stride, padding, syn.dilation,
-                            syn.groups, unfold_conv=device.type != "cpu", pool=pool)
+    geometry = {**syn.geometry(), "stride": stride, "padding": padding}
+    return _CompiledSynapse(syn.source, syn.kind, w, **geometry,
+                            unfold_conv=device.type != "cpu", pool=pool)
 
 
 # |v| <= 2**23 and |bias| < 2**18, so any |a| beyond 2**25 saturates the membrane whatever
@@ -236,7 +232,7 @@ def emulate(
     steps: int,
     *,
     labels: np.ndarray | None = None,
-    record: str | None = None,
+    record: RecordMode | str | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = False,
@@ -248,21 +244,20 @@ def emulate(
         x: uint8 inputs. Shape: ``(N, *net.input_shape)``.
         steps: time steps ``T`` per sample.
         labels: ground truth ``(N,)``, for accuracy.
-        record: ``None`` (counts per layer only), ``"counts"`` (also per-neuron spike counts,
-            needed for exact SynOps) or ``"spikes"`` (also full spike trains).
+        record: a :class:`~qcfs_lava.results.RecordMode` or its name: ``None`` (counts per
+            layer only), ``"counts"`` (also per-neuron spike counts, needed for exact SynOps)
+            or ``"spikes"`` (also full spike trains).
         batch_size: samples per batch.
         device: torch device.
-        progress: show a tqdm bar over batches.
+        progress: show a tqdm bar that advances every time step of every batch (so a long
+            run of one batch shows progress too).
 
     Returns:
         A :class:`SpikeRunResult` with ``backend="emulator"``.
     """
-    if int(steps) < 1:
-        raise NetworkValidationError(f"steps must be >= 1, got {steps}")
-    if record not in (None, "counts", "spikes"):
-        raise ValueError(f"record must be None, 'counts' or 'spikes', got {record!r}")
-    steps = int(steps)
-    x = net.check_input(x)
+    args = check_run_arguments(net, x, steps, labels=labels, record=record)
+    x, steps, labels = args.x, args.steps, args.labels
+    record = args.record
     device = torch.device(device)
     compiled = _compile(net, device)
     # float32 layers (module docstring): their synapses carry 2**e and the bias
@@ -273,9 +268,9 @@ def emulate(
     spike_counts = np.zeros((n, len(hidden)), dtype=np.int64)
     saturations = np.zeros((n, len(net.layers)), dtype=np.int64)
     neuron_counts = ([np.zeros((n, *lay.shape), dtype=np.int32) for lay in hidden]
-                     if record else None)
+                     if record is not RecordMode.TOTAL else None)
     spikes = ([np.zeros((n, steps, *lay.shape), dtype=bool) for lay in hidden]
-              if record == "spikes" else None)
+              if record is RecordMode.SPIKES else None)
     params = [
         (
             torch.tensor(np.array(lay.bias), dtype=torch.int32, device=device),
@@ -287,8 +282,9 @@ def emulate(
         for lay in net.layers
     ]
     batches = range(0, n, batch_size)
-    with torch.no_grad(), _exact_matmul():
-        for lo in tqdm(batches, desc="emulate", unit="batch", disable=not progress):
+    steps_bar = counter(len(batches) * steps, desc="emulate", unit="step", enabled=progress)
+    with torch.no_grad(), _exact_matmul(), steps_bar:
+        for lo in batches:
             hi = min(lo + batch_size, n)
             xb = torch.as_tensor(x[lo:hi], device=device).to(torch.float32)
             b = hi - lo
@@ -345,6 +341,7 @@ def emulate(
                             spikes[li][lo:hi, t] = s.cpu().numpy()
                         out.append(sf)
                     v[li] = vl
+                steps_bar.update(1)
             pot = (v[-1].to(torch.int64) - net.layers[-1].v_init).reshape(b, -1)
             potentials[lo:hi] = pot.cpu().numpy()
             for li, c in enumerate(counts):
@@ -362,6 +359,6 @@ def emulate(
         neuron_counts=tuple(neuron_counts) if neuron_counts is not None else None,
         spikes=tuple(spikes) if spikes is not None else None,
         saturations=saturations,
-        labels=None if labels is None else np.asarray(labels, dtype=np.int64),
+        labels=labels,
         backend="emulator",
     )

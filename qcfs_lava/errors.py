@@ -27,6 +27,10 @@ class CheckpointError(QcfsLavaError):
     """A checkpoint is missing, corrupt, or lacks what a later stage needs."""
 
 
+class NotQcfsCheckpointError(CheckpointError):
+    """A checkpoint's model has no QCFS activations (e.g. a ReLU baseline): it cannot convert."""
+
+
 class DatasetError(QcfsLavaError):
     """A dataset cannot be found or read."""
 
@@ -43,8 +47,21 @@ class SimulationMismatchError(QcfsLavaError):
     """The Lava simulation and the emulator disagree (they must be identical)."""
 
 
+class UsageError(QcfsLavaError):
+    """A command-line option or configuration value is invalid."""
+
+
 class AnalysisError(QcfsLavaError):
     """A run result or model lacks what an analysis (counts, energy, report) needs."""
+
+
+class OutputPathError(QcfsLavaError):
+    """An output path cannot be written, or writing it would destroy an input or another file."""
+
+
+class NirError(QcfsLavaError):
+    """A NIR file or graph is missing, foreign or unsupported, or the optional NIR packages
+    (``pip install 'qcfs-lava[nir]'``) are not installed."""
 
 
 class MissingExtraError(QcfsLavaError):

@@ -8,6 +8,8 @@ and the emulator and the Lava neuron model implement the same arithmetic.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # Synaptic weights. lava/proc/dense/models.py (PyDenseModelBitAcc) clips weights to
 # [-2**8, 2**8 - 1] and, for mixed-sign 8-bit weights, truncates the lowest bit
 # (lava/utils/weightutils.py: truncate_weights). The values that survive unchanged
@@ -65,3 +67,116 @@ def vth_from_mant(vth_mant: int) -> int:
 def bias_from_mant(bias_mant, bias_exp: int = BIAS_EXP):
     """Bias in state units for a bias mantissa (``bias_mant << bias_exp``)."""
     return bias_mant * (1 << bias_exp)
+
+
+# --------------------------------------------------------------------------------------
+# Resource limits per chip (used by qcfs_lava.analysis.resources)
+# --------------------------------------------------------------------------------------
+# Each limit carries its source and how firm it is:
+#   "primary"    - read from code that enforces it or from the vendor's own publication;
+#   "secondary"  - public Intel material summarised elsewhere (a product brief, press);
+#   "assumption" - not published as a number; our modelling choice, shown as such;
+#   "derived"    - computed from other limits (e.g. a chip total spread over its cores);
+#   "not public" - no public number: the limit is not checked and the output says so.
+
+_NENGO_LOIHI = "nengo-loihi 1.1.0, nengo_loihi/block.py (Block.utilization)"
+_DAVIES_2018 = "Davies et al., 'Loihi: a neuromorphic manycore processor', IEEE Micro 38(1), 2018"
+_LOIHI2_BRIEF = "Intel, 'Taking Neuromorphic Computing to the Next Level with Loihi 2', " \
+    "technology brief, 2021"
+
+
+@dataclass(frozen=True)
+class HardwareLimit:
+    """One resource limit of a neuromorphic chip.
+
+    Attributes:
+        key: identifier (``compartments``, ``input_axons``, ...).
+        value: the limit, or ``None`` where no public number exists.
+        unit: what is counted.
+        scope: ``"core"``, ``"chip"`` or ``"mesh"``.
+        source: where the number comes from.
+        status: ``primary``, ``secondary``, ``assumption``, ``derived`` or ``not public``.
+    """
+
+    key: str
+    value: int | None
+    unit: str
+    scope: str
+    source: str
+    status: str
+
+
+CHIP_LIMITS: dict[str, tuple[HardwareLimit, ...]] = {
+    "loihi1": (
+        HardwareLimit("compartments", 1024, "compartments (neurons)", "core",
+                      f"{_NENGO_LOIHI}: MAX_COMPARTMENTS", "primary"),
+        HardwareLimit("input_axons", 4096, "input axons", "core",
+                      f"{_NENGO_LOIHI}: MAX_IN_AXONS", "primary"),
+        HardwareLimit("output_axons", 4096, "output axons", "core",
+                      f"{_NENGO_LOIHI}: MAX_OUT_AXONS", "primary"),
+        HardwareLimit("synaptic_memory_bits", 16384 * 64, "bits of synaptic memory (128 KiB)",
+                      "core", f"{_NENGO_LOIHI}: MAX_SYNAPSE_BITS = 16384 * 64", "primary"),
+        HardwareLimit("cores_per_chip", 128, "neuromorphic cores", "chip",
+                      f"{_DAVIES_2018}; nengo-loihi allocators.py cores_per_chip=128", "primary"),
+        HardwareLimit("cores_per_tile", 4, "cores sharing one mesh router", "mesh",
+                      "assumption: 4 cores per router tile (chip floor plan in Davies et al. "
+                      "2018; not stated as a number); hop counts depend on it", "assumption"),
+        HardwareLimit("mesh_width", 8, "tiles per mesh row", "mesh",
+                      "assumption: 32 tiles in an 8 x 4 mesh per chip, chips on a near-square "
+                      "grid with joined meshes; hop counts depend on it", "assumption"),
+    ),
+    "loihi2": (
+        HardwareLimit("compartments", 8192, "neurons", "core",
+                      f"{_LOIHI2_BRIEF}: up to 8,192 neurons per core", "secondary"),
+        HardwareLimit("input_axons", None, "input axons", "core",
+                      "not public: no per-core axon limit is published for Loihi 2",
+                      "not public"),
+        HardwareLimit("output_axons", None, "output axons", "core",
+                      "not public: no per-core axon limit is published for Loihi 2",
+                      "not public"),
+        HardwareLimit("synaptic_memory_bits", None, "bits of synaptic memory", "core",
+                      "not public: per-core synaptic memory is shared with neuron state and "
+                      "no per-core figure is published", "not public"),
+        HardwareLimit("synapses_per_core", 120_000_000 // 128, "synapses (average)", "core",
+                      "derived: 120M synapses per chip / 128 cores (an average, not a per-core "
+                      "hardware limit)", "derived"),
+        HardwareLimit("cores_per_chip", 128, "neuromorphic cores", "chip",
+                      f"{_LOIHI2_BRIEF}", "secondary"),
+        HardwareLimit("neurons_per_chip", 1_000_000, "neurons (about)", "chip",
+                      f"{_LOIHI2_BRIEF}: up to 1M neurons per chip", "secondary"),
+        HardwareLimit("synapses_per_chip", 120_000_000, "synapses (about)", "chip",
+                      f"{_LOIHI2_BRIEF}: up to 120M synapses per chip", "secondary"),
+        HardwareLimit("cores_per_tile", 4, "cores sharing one mesh router", "mesh",
+                      "assumption: same mesh geometry as Loihi 1 (not published as numbers)",
+                      "assumption"),
+        HardwareLimit("mesh_width", 8, "tiles per mesh row", "mesh",
+                      "assumption: same mesh geometry as Loihi 1 (not published as numbers)",
+                      "assumption"),
+    ),
+}
+CHIPS = tuple(CHIP_LIMITS)
+
+# nengo-loihi's synapse encoding (nengo_loihi/block.py, SynapseConfig): weights of 0..8 bits
+# and per-synapse compartment indices of 0 or 6..12 bits.
+SYNAPSE_INDEX_BITS = (0, 6, 7, 8, 9, 10, 11, 12)
+
+
+def chip_limits(chip: str) -> dict[str, HardwareLimit]:
+    """The limits of ``chip`` (``"loihi1"`` or ``"loihi2"``) by key.
+
+    Raises:
+        ValueError: an unknown chip name.
+    """
+    if chip not in CHIP_LIMITS:
+        raise ValueError(f"unknown chip {chip!r}; choose one of {', '.join(CHIPS)}")
+    return {limit.key: limit for limit in CHIP_LIMITS[chip]}
+
+
+def synapse_index_bits(compartments: int) -> int:
+    """Index bits each stored synapse needs to address ``compartments`` compartments
+    (the smallest entry of :data:`SYNAPSE_INDEX_BITS` that holds ``compartments - 1``)."""
+    need = max(int(compartments) - 1, 0).bit_length()
+    for bits in SYNAPSE_INDEX_BITS:
+        if bits >= need:
+            return bits
+    return need

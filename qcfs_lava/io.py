@@ -32,6 +32,39 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[tuple[Path, ...]]:
+    """Like :func:`atomic_path` for several files that belong together.
+
+    Every temporary file is written before any target is replaced; the replacements then run
+    in the order given with Ctrl-C held back, so an interrupt leaves either all the old files
+    or all the new ones. (A crash of the machine between two renames can still split them;
+    readers detect that, see :func:`qcfs_lava.netx.read_export_config`.)
+    """
+    from qcfs_lava.validate import deferred_interrupt
+
+    with contextlib.ExitStack() as stack:
+        tmps = []
+        for path in paths:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            stack.callback(_remove_quietly, tmp)
+            tmps.append(Path(tmp))
+        yield tuple(tmps)
+        for tmp in tmps:
+            os.chmod(tmp, 0o666 & ~_umask())
+        with deferred_interrupt():
+            for tmp, path in zip(tmps, paths, strict=True):
+                os.replace(tmp, path)
+
+
+def _remove_quietly(path: str | os.PathLike) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -4,7 +4,8 @@ Conversion produces it, the NetX writer consumes it and the reader returns it, a
 emulator and the Lava builder both run it. Plain frozen dataclasses of numpy arrays (no
 torch, no lava), validated when built, with a format version.
 
-The dynamics (SPEC section 3), per neuron layer ``l`` and logical step ``t``, all integers::
+The dynamics (``docs/contract.md``, section 3), per neuron layer ``l`` and logical step ``t``,
+all integers::
 
     acc_l(t) = sum_k sum_j w_kj * s_{src_k, j}(t)      # one term per incoming synapse k
     a_l(t)   = acc_l(t) * 2**e_l          if e_l >= 0
@@ -22,7 +23,7 @@ add): they are summed before the shift, at the same logical step.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,8 @@ import numpy as np
 from qcfs_lava import hardware as hw
 from qcfs_lava.errors import NetworkValidationError
 
-FORMAT_VERSION = 1
+# 2: NetX files carry a whole-file digest header (qcfs_lava.safe_hdf5); 1 files still read.
+FORMAT_VERSION = 2
 INPUT = -1  # the ``source`` of a synapse fed by the network input
 
 SYNAPSE_KINDS = ("dense", "conv")
@@ -72,7 +74,59 @@ def conv_output_shape(
 
 
 @dataclass(frozen=True, eq=False)
-class Synapse:
+class SynapseGeometry:
+    """The fields every synapse representation shares, declared once.
+
+    :class:`Synapse` (integers, validated), the converter's float synapse and the emulator's
+    compiled synapse all derive from it; equality and the NetX keys walk
+    :data:`GEOMETRY_FIELDS`, so a new geometry field is added here and nowhere else.
+
+    Args:
+        source: index of the source layer, or ``INPUT`` (-1) for the network input.
+        kind: ``"dense"`` or ``"conv"``.
+        weight: the weights (numpy or torch, by representation).
+        stride, padding, dilation, groups: conv geometry, torch conventions (H, W order);
+            dense synapses keep the defaults.
+    """
+
+    source: int
+    kind: str
+    weight: Any
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def geometry(self) -> dict[str, Any]:
+        """``{name: value}`` of the :data:`GEOMETRY_FIELDS`."""
+        return {name: getattr(self, name) for name in GEOMETRY_FIELDS}
+
+
+#: The conv geometry fields, in declaration order (the NetX keys of the same names).
+GEOMETRY_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(SynapseGeometry) if f.name not in ("source", "kind", "weight")
+)
+
+
+def fields_equal(a: Any, b: Any) -> bool:
+    """Exact equality walked over dataclass fields: arrays element for element, tuples and
+    lists item for item, mappings key for key, everything else with ``==``."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
+                and bool(np.array_equal(a, b)))
+    if type(a) is not type(b) and not (np.isscalar(a) and np.isscalar(b)):
+        return False
+    if hasattr(a, "__dataclass_fields__"):
+        return all(fields_equal(getattr(a, f.name), getattr(b, f.name)) for f in fields(a))
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(fields_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Mapping):
+        return a.keys() == b.keys() and all(fields_equal(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+@dataclass(frozen=True, eq=False)
+class Synapse(SynapseGeometry):
     """One weighted connection into a neuron layer.
 
     Args:
@@ -85,13 +139,7 @@ class Synapse:
         stride, padding, dilation, groups: conv geometry, torch conventions (H, W order).
     """
 
-    source: int
-    kind: str
     weight: np.ndarray
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
 
     def __post_init__(self) -> None:
         where = f"synapse from {self.source}"
@@ -113,10 +161,10 @@ class Synapse:
                 f"{where}: weights must be even (stored value 2*q, q a signed 8-bit int)"
             )
         object.__setattr__(self, "weight", w)
-        object.__setattr__(self, "stride", _pair(self.stride, "stride", where))
-        object.__setattr__(self, "padding", _pair(self.padding, "padding", where))
-        object.__setattr__(self, "dilation", _pair(self.dilation, "dilation", where))
-        object.__setattr__(self, "groups", int(self.groups))
+        for name in GEOMETRY_FIELDS:
+            value = getattr(self, name)
+            object.__setattr__(self, name, int(value) if name == "groups"
+                               else _pair(value, name, where))
         if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
             raise NetworkValidationError(f"{where}: invalid stride/padding/dilation")
         if self.groups < 1 or (self.kind == "conv" and w.shape[0] % self.groups):
@@ -245,7 +293,7 @@ class NeuronLayer:
 
 @dataclass(frozen=True, eq=False)
 class IntegerNetwork:
-    """A validated integer spiking network (SPEC section 3).
+    """A validated integer spiking network (``docs/contract.md``, section 3).
 
     Args:
         input_shape: shape of one input sample, ``(C, H, W)`` or ``(N,)``; values uint8.
@@ -368,35 +416,10 @@ class IntegerNetwork:
         """Steps between the first input and the output's first integration."""
         return self.depths()[-1]
 
-    def is_sequential(self) -> bool:
-        """True when every layer has exactly one synapse, from the layer before it."""
-        return all(
-            len(layer.synapses) == 1 and layer.synapses[0].source == i - 1
-            for i, layer in enumerate(self.layers)
-        )
-
     def equals(self, other: IntegerNetwork) -> bool:
-        """Field-by-field equality (arrays compared exactly)."""
-        if not isinstance(other, IntegerNetwork):
-            return False
-        head = (self.input_shape, self.levels, float(self.phi), self.format_version)
-        if head != (other.input_shape, other.levels, float(other.phi), other.format_version):
-            return False
-        if dict(self.metadata) != dict(other.metadata) or len(self.layers) != len(other.layers):
-            return False
-        for a, b in zip(self.layers, other.layers, strict=True):
-            if (a.name, a.shape, a.weight_exp, a.vth_mant, a.v_init) != (
-                b.name, b.shape, b.weight_exp, b.vth_mant, b.v_init
-            ):
-                return False
-            if not np.array_equal(a.bias_mant, b.bias_mant) or len(a.synapses) != len(b.synapses):
-                return False
-            for sa, sb in zip(a.synapses, b.synapses, strict=True):
-                geo_a = (sa.source, sa.kind, sa.stride, sa.padding, sa.dilation, sa.groups)
-                geo_b = (sb.source, sb.kind, sb.stride, sb.padding, sb.dilation, sb.groups)
-                if geo_a != geo_b or not np.array_equal(sa.weight, sb.weight):
-                    return False
-        return True
+        """Field-by-field equality (arrays compared exactly), walked over the dataclass
+        fields of the network, its layers and their synapses (:func:`fields_equal`)."""
+        return isinstance(other, IntegerNetwork) and fields_equal(self, other)
 
     def summary_rows(self) -> list[dict[str, Any]]:
         """One row per layer, for layer tables (CLI ``export`` / ``inspect``)."""

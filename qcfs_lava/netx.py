@@ -24,6 +24,12 @@ network. Its real synapses live in ``qcfs/layers/i/synapses``.
 
 Every integer the reader returns is covered by a sha256 checksum (:func:`netx_checksum`) that
 :func:`read_netx` verifies, so byte-level corruption is reported, never silently run.
+
+Since format version 2 the file also starts with a 512-byte HDF5 user block holding a sha256
+of every byte after it (:mod:`qcfs_lava.safe_hdf5`); :func:`read_netx` checks it before the
+HDF5 library parses anything, so a damaged file cannot crash the process. Version-1 files
+(no digest) are parsed in a child process first. Every stored value is then checked for its
+exact type and range (:mod:`qcfs_lava.validate`): nothing is coerced.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +46,27 @@ import numpy as np
 from qcfs_lava import __version__
 from qcfs_lava import hardware as hw
 from qcfs_lava.errors import NetworkValidationError, NetxFormatError
-from qcfs_lava.io import atomic_path
+from qcfs_lava.io import atomic_path, atomic_paths
 from qcfs_lava.network import (
     FORMAT_VERSION,
+    GEOMETRY_FIELDS,
     INPUT,
     IntegerNetwork,
     NeuronLayer,
     Synapse,
+    SynapseGeometry,
     format_table,
+)
+from qcfs_lava.validate import (
+    INDEX_MAX,
+    LEVELS_MAX,
+    InvalidValueError,
+    exact_bool,
+    exact_int,
+    exact_int_array,
+    exact_int_vector,
+    finite_float,
+    strict_json,
 )
 
 __all__ = [
@@ -57,6 +77,8 @@ __all__ = [
     "read_netx",
     "describe_netx",
     "netx_checksum",
+    "netx_file_digest",
+    "read_export_config",
     "netx_layer_types",
     "is_lava_dl_sequential",
     "neuron_from_group",
@@ -137,10 +159,8 @@ def _header(net: IntegerNetwork) -> dict[str, Any]:
                         "source": s.source,
                         "kind": s.kind,
                         "weight_shape": list(s.weight.shape),
-                        "stride": list(s.stride),
-                        "padding": list(s.padding),
-                        "dilation": list(s.dilation),
-                        "groups": s.groups,
+                        **{k: list(v) if isinstance(v, tuple) else v
+                           for k, v in s.geometry().items()},
                     }
                     for s in layer.synapses
                 ],
@@ -244,10 +264,8 @@ def _write_bias(group, layer: NeuronLayer) -> None:
 
 
 def _write_geometry(group, syn: Synapse) -> None:
-    group.create_dataset("stride", data=np.array(syn.stride, dtype=np.int64))
-    group.create_dataset("padding", data=np.array(syn.padding, dtype=np.int64))
-    group.create_dataset("dilation", data=np.array(syn.dilation, dtype=np.int64))
-    group.create_dataset("groups", data=np.int64(syn.groups))
+    for key, value in syn.geometry().items():  # GEOMETRY_FIELDS: stride, padding, ...
+        group.create_dataset(key, data=np.array(value, dtype=np.int64))
 
 
 def _write_weight(group, syn: Synapse) -> None:
@@ -301,7 +319,24 @@ def _write_file(f, net: IntegerNetwork) -> None:
     ext.attrs["checksum"] = netx_checksum(net)
 
 
-def write_netx(net: IntegerNetwork, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+def _write_stamped(tmp: Path, net: IntegerNetwork) -> str:
+    """Write ``net`` to ``tmp`` with a digest header; returns the digest."""
+    import h5py
+
+    from qcfs_lava.safe_hdf5 import USERBLOCK_SIZE, write_digest_header
+
+    with h5py.File(tmp, "w", userblock_size=USERBLOCK_SIZE) as f:
+        _write_file(f, net)
+    return write_digest_header(tmp)
+
+
+def write_netx(
+    net: IntegerNetwork,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = True,
+    config: dict[str, Any] | None = None,
+) -> Path:
     """Write ``net`` as a lava-dl NetX HDF5 file, atomically.
 
     The file is first written to a temporary file in the same folder and then moved into
@@ -312,6 +347,10 @@ def write_netx(net: IntegerNetwork, path: str | os.PathLike, *, overwrite: bool 
         net: the integer network.
         path: the ``.net`` file to write (its folder must exist).
         overwrite: replace an existing file; if False an existing file raises.
+        config: if given, also write it as ``FILE.net.json`` (the export configuration), with
+            ``netx_checksum`` and ``netx_file_sha256`` added. Both files are written before
+            either replaces an existing one (:func:`qcfs_lava.io.atomic_paths`), and the
+            JSON's digest ties it to this exact ``.net`` (:func:`read_export_config`).
 
     Returns:
         The path written.
@@ -320,26 +359,96 @@ def write_netx(net: IntegerNetwork, path: str | os.PathLike, *, overwrite: bool 
         FileExistsError: ``path`` exists and ``overwrite`` is False.
         NetxFormatError: the metadata cannot be stored (not JSON).
     """
-    import h5py
+    from qcfs_lava.io import to_jsonable
 
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     _metadata_json(net)  # fail before creating anything
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        _write_file(f, net)
+    if config is None:
+        with atomic_path(path) as tmp:
+            _write_stamped(tmp, net)
+        return path
+    sidecar = export_config_path(path)
+    # the JSON replaces the old one first: an interrupted pair has a JSON that is detectably
+    # newer than its .net, never an old JSON trusted beside a new .net
+    with atomic_paths(sidecar, path) as (tmp_json, tmp_net):
+        digest = _write_stamped(tmp_net, net)
+        config = dict(config, netx_checksum=netx_checksum(net), netx_file_sha256=digest)
+        text = json.dumps(to_jsonable(config), indent=2, allow_nan=False)
+        tmp_json.write_text(text + "\n", encoding="utf-8")
     return path
+
+
+def export_config_path(path: str | os.PathLike) -> Path:
+    """``FILE.net`` -> ``FILE.net.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def netx_file_digest(path: str | os.PathLike) -> str | None:
+    """The whole-file sha256 stored in a NetX file's digest header (None without one)."""
+    from qcfs_lava.safe_hdf5 import DIGEST_MAGIC, USERBLOCK_SIZE
+
+    with open(path, "rb") as f:
+        head = f.read(USERBLOCK_SIZE)
+    if not head.startswith(DIGEST_MAGIC):
+        return None
+    for line in head[len(DIGEST_MAGIC):].split(b"\0", 1)[0].decode("ascii", "replace").split():
+        if len(line) == 64:
+            return line
+    return None
+
+
+def read_export_config(
+    path: str | os.PathLike, net: IntegerNetwork | None = None
+) -> dict[str, Any]:
+    """The export configuration ``FILE.net.json`` written beside ``FILE.net``, checked to
+    belong to that exact file.
+
+    Raises:
+        NetxFormatError: no JSON, not valid JSON, or a JSON left from another export (its
+            digest or checksum differs from the ``.net`` file's).
+    """
+    path = Path(path)
+    sidecar = export_config_path(path)
+    if not sidecar.is_file():
+        raise NetxFormatError(f"{sidecar}: no such file; export the network again to write it")
+    try:
+        config = strict_json(sidecar.read_text(encoding="utf-8", errors="replace"), str(sidecar))
+    except (InvalidValueError, OSError) as exc:
+        raise NetxFormatError(f"{sidecar}: {exc}; export the network again") from exc
+    if not isinstance(config, dict):
+        raise NetxFormatError(f"{sidecar}: not an export configuration; export again")
+    net = read_netx(path) if net is None else net
+    digest = netx_file_digest(path)
+    stale = (
+        config.get("netx_file_sha256") != digest
+        if digest is not None
+        else config.get("netx_checksum") != netx_checksum(net)
+    )
+    if stale:
+        raise NetxFormatError(
+            f"{sidecar} does not belong to {path} (it was written by another export: a "
+            "stale or mismatched pair); export the network again to rewrite both"
+        )
+    return config
 
 
 # --------------------------------------------------------------------------- reading
 
 
+#: Smallest stored value of each geometry field (every other field is at least 1).
+_GEOMETRY_MIN = {"padding": 0}
+
+
 class _Reader:
     """Reads one open file; every problem is a NetxFormatError naming the file."""
 
-    def __init__(self, f, path: Path) -> None:
+    def __init__(self, f, path: Path, digest: bool = False) -> None:
         self.f = f
         self.path = path
+        self.digest = digest  # the file's digest header was verified
 
     def fail(self, problem: str, fix: str = "export the network again with qcfs-lava") -> None:
         raise NetxFormatError(f"{self.path}: {problem}; {fix}")
@@ -363,30 +472,42 @@ class _Reader:
             if v.size != 1:
                 self.fail(f"'{group.name}/{key}' should be one string, has shape {v.shape}")
             v = v.reshape(-1)[0]
+        if not isinstance(v, (bytes, str)):
+            self.fail(f"'{group.name}/{key}' should be a string, got {type(v).__name__}")
         return v.decode("ascii") if isinstance(v, bytes) else str(v)
 
-    def ints(self, group, key: str) -> tuple[int, ...]:
-        return tuple(int(x) for x in np.atleast_1d(self.value(group, key)))
+    def ints(self, group, key: str, lo: int = 1, hi: int = INDEX_MAX,
+             length: int | tuple[int, ...] | None = None) -> tuple[int, ...]:
+        return exact_int_vector(self.value(group, key), f"'{group.name}/{key}'", lo, hi, length)
 
-    def int(self, group, key: str) -> int:
-        v = np.asarray(self.value(group, key))
-        if v.size != 1:
-            self.fail(f"'{group.name}/{key}' should be one integer, has shape {v.shape}")
-        return int(v.reshape(-1)[0])
+    def int(self, group, key: str, lo: int | None = None, hi: int | None = None) -> int:
+        return exact_int(self.value(group, key), f"'{group.name}/{key}'", lo, hi)
+
+    def attr_int(self, group, key: str, lo: int | None = None, hi: int | None = None) -> int:
+        return exact_int(self.attr(group, key), f"attribute '{key}' of '{group.name}'", lo, hi)
+
+    def attr_str(self, group, key: str) -> str:
+        v = self.attr(group, key)
+        if not isinstance(v, str):
+            self.fail(f"attribute '{key}' of '{group.name}' should be a string, got "
+                      f"{type(v).__name__}")
+        return v
 
     def synapse(self, group, source: int, kind: str) -> Synapse:
-        weight = np.asarray(self.value(group, "weight"))
+        weight = exact_int_array(self.value(group, "weight"), f"'{group.name}/weight'",
+                                 hw.WEIGHT_MIN, hw.WEIGHT_MAX)
         if kind == "dense":
             return Synapse(source=source, kind=kind, weight=weight)
-        return Synapse(
-            source=source,
-            kind=kind,
-            weight=weight,
-            stride=self.ints(group, "stride"),
-            padding=self.ints(group, "padding"),
-            dilation=self.ints(group, "dilation"),
-            groups=self.int(group, "groups"),
-        )
+        geometry: dict[str, Any] = {}
+        for f in fields(SynapseGeometry):
+            if f.name not in GEOMETRY_FIELDS:
+                continue
+            lo = _GEOMETRY_MIN.get(f.name, 1)
+            if isinstance(f.default, tuple):
+                geometry[f.name] = self.ints(group, f.name, lo, INDEX_MAX, len(f.default))
+            else:
+                geometry[f.name] = self.int(group, f.name, lo, INDEX_MAX)
+        return Synapse(source=source, kind=kind, weight=weight, **geometry)
 
     def header(self) -> tuple[int, dict[str, Any]]:
         f = self.f
@@ -404,7 +525,7 @@ class _Reader:
                 "pass a .net file written by `qcfs-lava export`",
             )
         ext = f[EXTENSION]
-        version = int(self.attr(ext, "format_version"))
+        version = self.attr_int(ext, "format_version")
         if version > FORMAT_VERSION:
             self.fail(
                 f"written in NetX extension format {version}, newer than this qcfs-lava "
@@ -413,17 +534,21 @@ class _Reader:
             )
         if version < 1:
             self.fail(f"invalid format_version {version}")
+        if version >= 2 and not self.digest:
+            self.fail(
+                f"a format-{version} file whose digest header (the first 512 bytes) is missing "
+                "or damaged"
+            )
         meta = self.get(ext, "metadata")
-        try:
-            metadata = json.loads(str(self.attr(meta, "metadata")))
-        except json.JSONDecodeError as exc:
-            self.fail(f"metadata is not valid JSON ({exc})")
+        metadata = strict_json(self.attr(meta, "metadata"), "attribute 'metadata'")
+        if not isinstance(metadata, dict):
+            self.fail(f"metadata should be a JSON object, got {type(metadata).__name__}")
         return version, {
-            "levels": int(self.attr(meta, "levels")),
-            "phi": float(self.attr(meta, "phi")),
-            "package_version": str(self.attr(meta, "package_version")),
+            "levels": self.attr_int(meta, "levels", 1, LEVELS_MAX),
+            "phi": finite_float(self.attr(meta, "phi"), "attribute 'phi'", 0.0, 1.0),
+            "package_version": self.attr_str(meta, "package_version"),
             "metadata": metadata,
-            "checksum": str(self.attr(ext, "checksum")),
+            "checksum": self.attr_str(ext, "checksum"),
         }
 
     def neuron(self, group, where: str) -> dict[str, Any]:
@@ -439,31 +564,32 @@ class _Reader:
         for key, want in (("reset", RESET_MODE), ("fire", FIRE_MODE)):
             if self.text(n, key) != want:
                 self.fail(f"{where}: neuron {key} '{self.text(n, key)}' is not '{want}'")
-        spiking = bool(self.int(n, "spiking"))
+        spiking = bool(self.int(n, "spiking", 0, 1))
         return {
-            "weight_exp": self.int(n, "weightExp"),
-            "v_init": self.int(n, "vInit"),
-            "vth_mant": self.int(n, "vThMant") if spiking else None,
+            "weight_exp": self.int(n, "weightExp", hw.WEIGHT_EXP_MIN, hw.WEIGHT_EXP_MAX),
+            "v_init": self.int(n, "vInit", hw.STATE_MIN, hw.STATE_MAX),
+            "vth_mant": self.int(n, "vThMant", 1, hw.VTH_MANT_MAX) if spiking else None,
         }
 
-    def network(self) -> tuple[IntegerNetwork, str]:
+    def network(self) -> tuple[IntegerNetwork, dict[str, Any]]:
+        """The network and the header (checksum, package_version...)."""
         version, head = self.header()
         netx = self.get(self.f, LAYER)
         ext_layers = self.get(self.f[EXTENSION], "layers")
         first = self.get(netx, "0")
         if self.text(first, "type") != TYPE_INPUT:
             self.fail("'layer/0' is not the input layer")
-        input_shape = self.ints(first, "shape")
+        input_shape = self.ints(first, "shape", length=(1, 3))
         n_layers = len(ext_layers)
         layers = []
         for i in range(n_layers):
             e = self.get(ext_layers, str(i))
-            name = str(self.attr(e, "name"))
-            k = int(self.attr(e, "netx_index"))
+            name = self.attr_str(e, "name")
+            k = self.attr_int(e, "netx_index", 1, len(netx) - 1)
             g = self.get(netx, str(k))
             where = f"layer {i} ({name!r}, 'layer/{k}')"
             kind = self.text(g, "type")
-            if bool(self.attr(e, "native")):
+            if exact_bool(self.attr(e, "native"), f"attribute 'native' of '{e.name}'"):
                 if kind not in (TYPE_DENSE, TYPE_CONV):
                     self.fail(f"{where} has NetX type '{kind}', expected dense or conv")
                 synapses = [self.synapse(g, INPUT if i == 0 else i - 1, kind)]
@@ -475,15 +601,17 @@ class _Reader:
                 for j in range(len(syn_group)):
                     s = self.get(syn_group, str(j))
                     synapses.append(
-                        self.synapse(s, int(self.attr(s, "source")), str(self.attr(s, "kind")))
+                        self.synapse(s, self.attr_int(s, "source", INPUT, i - 1),
+                                     self.attr_str(s, "kind"))
                     )
-            bias = np.asarray(self.value(g, "bias"))
+            bias = exact_int_array(self.value(g, "bias"), f"'{g.name}/bias'",
+                                   hw.BIAS_MANT_MIN, hw.BIAS_MANT_MAX)
             if bias.ndim == 3:
                 bias = bias.transpose(2, 1, 0)
             layers.append(
                 NeuronLayer(
                     name=name,
-                    shape=self.ints(g, "shape"),
+                    shape=self.ints(g, "shape", length=(1, 3)),
                     synapses=tuple(synapses),
                     bias_mant=bias,
                     **self.neuron(g, where),
@@ -497,7 +625,7 @@ class _Reader:
             metadata=head["metadata"],
             format_version=version,
         )
-        return net, head["checksum"]
+        return net, head
 
 
 def read_netx(path: str | os.PathLike) -> IntegerNetwork:
@@ -514,46 +642,60 @@ def read_netx(path: str | os.PathLike) -> IntegerNetwork:
             does not match), lacks a key, is of a newer format, or is a NetX file that
             qcfs-lava did not write. The message names the file, the problem and the fix.
     """
+    return _read_netx(path)[0]
+
+
+def _read_netx(path: str | os.PathLike) -> tuple[IntegerNetwork, dict[str, Any]]:
+    """:func:`read_netx`, also returning the file's header (one open of the file)."""
     import h5py
+
+    from qcfs_lava.safe_hdf5 import HDF5GuardError, verify_hdf5
 
     path = Path(path)
     if not path.is_file():
         raise NetxFormatError(f"{path}: no such file; check the path or run `qcfs-lava export`")
-    if not h5py.is_hdf5(path):
-        raise NetxFormatError(
-            f"{path}: not an HDF5 file; pass a .net file written by `qcfs-lava export`"
-        )
+    try:
+        check = verify_hdf5(path)  # before h5py parses anything in this process
+    except HDF5GuardError as exc:
+        fix = ("pass a .net file written by `qcfs-lava export`" if "not an HDF5" in str(exc)
+               else "export the network again (or copy the file again)")
+        raise NetxFormatError(f"{path}: {exc}; {fix}") from None
+    except OSError as exc:
+        raise NetxFormatError(f"{path}: cannot be read ({exc}); check the file") from exc
     try:
         with h5py.File(path, "r") as f:
-            net, stored = _Reader(f, path).network()
+            net, head = _Reader(f, path, digest=check.digest).network()
     except NetxFormatError:
         raise
+    except InvalidValueError as exc:
+        raise NetxFormatError(
+            f"{path}: {exc}; the file is damaged or was not written by qcfs-lava, export the "
+            "network again"
+        ) from exc
     except NetworkValidationError as exc:
         raise NetxFormatError(
             f"{path}: describes an invalid network ({exc}); the file is damaged, export the "
             "network again"
         ) from exc
-    except (OSError, KeyError, ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, IndexError, UnicodeDecodeError,
+            OverflowError, RuntimeError, RecursionError, AttributeError) as exc:
         raise NetxFormatError(
             f"{path}: cannot be read ({type(exc).__name__}: {exc}); the file is truncated or "
             "damaged, export the network again"
         ) from exc
-    actual = netx_checksum(net)
+    actual, stored = netx_checksum(net), head["checksum"]
     if actual != stored:
         raise NetxFormatError(
             f"{path}: checksum mismatch (stored {stored[:16]}..., contents {actual[:16]}...); "
             "the file was modified or damaged, export the network again"
         )
-    return net
+    return net, head
 
 
 def describe_netx(path: str | os.PathLike) -> str:
     """A readable description of a NetX file: header, layer table and metadata."""
-    import h5py
-
-    net = read_netx(path)
-    with h5py.File(path, "r") as f:
-        package_version = str(f[EXTENSION]["metadata"].attrs["package_version"])
+    net, head = _read_netx(path)
+    package_version = head["package_version"]
     types = [t for t, _ in netx_layer_types(net)]
     lines = [
         f"NetX file        {Path(path)}",
@@ -571,6 +713,13 @@ def describe_netx(path: str | os.PathLike) -> str:
         "",
         format_table(net),
     ]
+    if export_config_path(path).is_file():
+        try:
+            read_export_config(path, net)
+            status = "matches this file"
+        except NetxFormatError as exc:
+            status = f"NOT USABLE: {str(exc).split(': ', 1)[-1]}"
+        lines.insert(3, f"export config    {export_config_path(path).name} ({status})")
     if net.metadata:
         lines += ["", "metadata:"]
         for key in sorted(net.metadata):

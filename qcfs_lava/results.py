@@ -7,8 +7,78 @@ Both return a :class:`SpikeRunResult`, so "the Lava run equals the emulator" is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from qcfs_lava.errors import NetworkValidationError
+
+if TYPE_CHECKING:
+    from qcfs_lava.network import IntegerNetwork
+
+
+class RecordMode(str, Enum):
+    """What a run records per hidden layer, one vocabulary for both backends.
+
+    ``TOTAL``: spike totals per sample and layer only (``record=None``); ``COUNTS``: also each
+    neuron's spike count over the ``T`` steps (needed for exact SynOps); ``SPIKES``: also the
+    full spike trains.
+    """
+
+    TOTAL = "total"
+    COUNTS = "counts"
+    SPIKES = "spikes"
+
+    @classmethod
+    def parse(cls, record: RecordMode | str | None) -> RecordMode:
+        """``None`` -> ``TOTAL``; a mode or its name -> the mode.
+
+        Raises:
+            NetworkValidationError: any other value.
+        """
+        if record is None:
+            return cls.TOTAL
+        try:
+            return cls(record)
+        except ValueError:
+            raise NetworkValidationError(
+                f"record must be None, 'counts' or 'spikes', got {record!r}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class RunArguments:
+    """The checked arguments of a run (:func:`check_run_arguments`)."""
+
+    x: np.ndarray
+    steps: int
+    record: RecordMode
+    labels: np.ndarray | None
+
+
+def check_run_arguments(net: IntegerNetwork, x, steps: int, *, labels=None,
+                        record: RecordMode | str | None = None) -> RunArguments:
+    """The argument check the emulator and the Lava runner share.
+
+    Returns:
+        ``x`` as uint8, ``steps`` as int, the :class:`RecordMode` and ``labels`` as int64.
+
+    Raises:
+        NetworkValidationError: ``x`` does not fit ``net``, ``steps < 1``, an unknown
+            ``record``, or ``labels`` whose length is not the number of samples.
+    """
+    x = net.check_input(x)
+    if int(steps) < 1:
+        raise NetworkValidationError(f"steps must be >= 1, got {steps}")
+    mode = RecordMode.parse(record)
+    if labels is not None:
+        labels = np.asarray(labels).astype(np.int64).reshape(-1)
+        if labels.shape[0] != x.shape[0]:
+            raise NetworkValidationError(
+                f"labels has {labels.shape[0]} entries for {x.shape[0]} samples"
+            )
+    return RunArguments(x, int(steps), mode, labels)
 
 
 @dataclass

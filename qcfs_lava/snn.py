@@ -1,4 +1,4 @@
-r"""The float SNN of SPEC section 2: each QCFS becomes an integrate-and-fire neuron.
+r"""The float SNN (``docs/contract.md``, section 2): each QCFS becomes an integrate-and-fire neuron.
 
 For every hidden activation layer with threshold :math:`\theta = \lambda`:
 
@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from qcfs_lava.errors import UnsupportedLayerError
 from qcfs_lava.model.qcfs import QCFS
+from qcfs_lava.progress import bar
 
 __all__ = [
     "IFNeuron",
@@ -152,8 +152,7 @@ class SNNResult:
 
 def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, desc: str):
     n = len(y)
-    quiet = True if n <= batch_size else None  # None: progress only on a terminal
-    for start in tqdm(range(0, n, batch_size), desc=desc, leave=False, disable=quiet):
+    for start in bar(range(0, n, batch_size), desc=desc, enabled=n > batch_size):
         yield x[start: start + batch_size], y[start: start + batch_size]
 
 

@@ -32,13 +32,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
-from tqdm.auto import tqdm
 
 from qcfs_lava.checkpoint import Checkpoint, save_checkpoint
 from qcfs_lava.data import load_dataset, torch_dataset
 from qcfs_lava.errors import CheckpointError
 from qcfs_lava.io import save_torch, write_json
 from qcfs_lava.model.zoo import build_model
+from qcfs_lava.progress import bar as progress_bar
+from qcfs_lava.progress import line as progress_line
 from qcfs_lava.snn import evaluate_ann
 
 __all__ = ["RECIPES", "TrainConfig", "recipe", "train"]
@@ -209,19 +210,43 @@ def train(
     start_epoch, best_acc, history = 0, -1.0, []
     last_path, best_path = out / "last.pt", out / "best.pt"
     if config.resume and last_path.is_file():
+        from qcfs_lava.validate import check_torch_archive
+
+        damage = check_torch_archive(last_path)
+        if damage:
+            raise CheckpointError(f"cannot resume from {last_path}: {damage}; the file is "
+                                  "damaged: delete it to start over, or choose another --out")
         try:
             state = torch.load(last_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # empty, truncated, foreign or unsafe: torch raises many types
+            raise CheckpointError(
+                f"cannot resume from {last_path}: {type(exc).__name__}: {exc}; the file is "
+                "empty, damaged or not written by `qcfs-lava train`: delete it to start over, "
+                "or choose another --out"
+            ) from exc
+        if not isinstance(state, dict):
+            raise CheckpointError(
+                f"cannot resume from {last_path}: it holds a {type(state).__name__}, not the "
+                "training state `qcfs-lava train` writes: delete it or choose another --out"
+            )
+        try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng"])
             start_epoch, best_acc = int(state["epoch"]), float(state["best_accuracy"])
             history = json.loads(state["history"])
-        except (KeyError, RuntimeError, ValueError, OSError) as exc:
+        except (KeyError, RuntimeError, ValueError, OSError, TypeError, AttributeError) as exc:
             raise CheckpointError(
                 f"cannot resume from {last_path}: {exc}; it belongs to another configuration or "
                 "is corrupt: delete it or choose another --out"
             ) from exc
+        if start_epoch > config.epochs:
+            raise CheckpointError(
+                f"cannot resume from {last_path}: it has already trained {start_epoch} epochs, "
+                f"more than --epochs {config.epochs}; pass --epochs {start_epoch} or more (or "
+                "choose another --out)"
+            )
         log.info("resuming %s from epoch %d", out, start_epoch)
 
     resolved = dataclasses.asdict(config) | {
@@ -246,9 +271,9 @@ def train(
         sampler.set_epoch(epoch)
         net.train()
         total_loss, seen, correct = 0.0, 0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                   disable=None if rank == 0 else True)
-        for xb, yb in bar:
+        batches = progress_bar(loader, desc=f"epoch {epoch + 1}/{config.epochs}",
+                               enabled=rank == 0)
+        for xb, yb in batches:
             xb, yb = xb.to(device), yb.to(device)
             logits = net(xb)
             loss = loss_fn(logits, yb)
@@ -258,7 +283,7 @@ def train(
             total_loss += float(loss.detach()) * len(yb)
             seen += len(yb)
             correct += int((logits.argmax(1) == yb).sum())
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+            batches.set_postfix(loss=f"{total_loss / seen:.4f}")
         scheduler.step()
         test_acc = evaluate_ann(model, x_test, y_test)
         metrics = {
@@ -294,6 +319,9 @@ def train(
             best_acc = max(best_acc, test_acc)
         log.info("epoch %d/%d loss %.4f test %.4f (%.1fs)", epoch + 1, config.epochs,
                  metrics["loss"], test_acc, metrics["seconds"])
+        progress_line(f"epoch {epoch + 1}/{config.epochs}: done in {metrics['seconds']:.1f} s "
+                      f"(loss {metrics['loss']:.4f}, test {test_acc:.4f})",
+                      enabled=rank == 0 and not log.isEnabledFor(logging.INFO))
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, metrics)
     if world > 1:

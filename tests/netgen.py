@@ -80,7 +80,8 @@ def _conv_ref(x, w, stride, padding, dilation, groups):
 
 
 def reference_run(net: IntegerNetwork, x: np.ndarray, steps: int):
-    """SPEC section 3, written plainly: one sample at a time, numpy int64.
+    """The integer dynamics (docs/contract.md, section 3), written plainly: one sample at a
+    time, numpy int64.
 
     Returns (potentials (N, classes), spikes: list per hidden layer of (N, T, *shape) bool).
     """

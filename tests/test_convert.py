@@ -140,6 +140,25 @@ def test_unsupported_layers_reported_together():
         assert name in msg
 
 
+def test_supported_list_and_checks_come_from_the_handler_registry(monkeypatch):
+    from qcfs_lava import convert as convert_mod
+
+    with pytest.raises(UnsupportedLayerError) as err:
+        convert(nn.Sequential(nn.Conv2d(1, 2, 3), nn.GELU(), nn.Flatten(), nn.Linear(72, 2)),
+                (1, 8, 8))
+    msg = str(err.value)
+    for handler in convert_mod.HANDLERS:
+        assert handler.label in msg
+        for cls in handler.types:
+            assert convert_mod.handler_for(cls.__new__(cls)) is handler
+    assert convert_mod.handler_for(nn.GELU()) is None
+    calls = []
+    real = convert_mod.check_supported
+    monkeypatch.setattr(convert_mod, "check_supported", lambda m: calls.append(1) or real(m))
+    convert(small_cnn(), (2, 8, 8))
+    assert calls == [1]  # checked once per conversion
+
+
 def test_nan_weights_rejected():
     model = small_cnn()
     with torch.no_grad():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 
 import numpy as np
 import pytest
@@ -117,3 +118,23 @@ def test_missing_torchvision_dataset_says_what_to_do(tmp_path):
         load_dataset("cifar10", tmp_path)
     with pytest.raises(DatasetError, match="unknown dataset"):
         load_dataset("imagenet")
+
+
+def test_data_search_path_is_overridable(tmp_path, monkeypatch):
+    from qcfs_lava.data import DATA_ENV_VAR, data_search_path, default_mnist_dir, find_data
+
+    monkeypatch.delenv("QCFS_LAVA_MNIST_DIR", raising=False)
+    first, second = tmp_path / "a", tmp_path / "b"
+    (second / "mnist").mkdir(parents=True)
+    monkeypatch.setenv(DATA_ENV_VAR, f"{first}{os.pathsep}{second}")
+    assert data_search_path()[:2] == [first, second]
+    assert find_data("mnist") == second / "mnist"
+    assert default_mnist_dir() == second / "mnist"
+    x, y = _images(20, 2)
+    write_idx(second / "mnist" / "t10k-images-idx3-ubyte", x, False)
+    write_idx(second / "mnist" / "t10k-labels-idx1-ubyte", y, False)
+    split = load_dataset("mnist-split")
+    assert len(split.y_train) + len(split.y_test) == 20
+    assert find_data("no-such-dataset") is None
+    monkeypatch.setenv("QCFS_LAVA_MNIST_DIR", str(first))
+    assert default_mnist_dir() == first

@@ -70,6 +70,26 @@ def test_pool_folded_synapses_run_factored_and_exact():
         np.testing.assert_array_equal(got, want)
 
 
+def test_emulator_and_lava_runner_share_one_argument_check():
+    from qcfs_lava.results import RecordMode, check_run_arguments
+
+    net = random_network(np.random.default_rng(4), conv=False)
+    x = np.zeros((3, *net.input_shape), np.uint8)
+    assert RecordMode.parse(None) is RecordMode.TOTAL
+    assert RecordMode.parse("spikes") is RecordMode.SPIKES
+    assert RecordMode.parse(RecordMode.COUNTS) is RecordMode.COUNTS
+    args = check_run_arguments(net, x, 2, labels=[0, 1, 2], record="counts")
+    assert args.record is RecordMode.COUNTS and args.labels.dtype == np.int64
+    for bad in (dict(record="voltages"), dict(labels=[0, 1]), dict(steps=0)):
+        kwargs = {"steps": 2, **bad}
+        with pytest.raises(NetworkValidationError):
+            emulate(net, x, **kwargs)
+    res = emulate(net, x, 2, record=RecordMode.SPIKES)
+    assert res.spikes is not None and res.neuron_counts is not None
+    res = emulate(net, x, 2, record=None)
+    assert res.spikes is None and res.neuron_counts is None
+
+
 def test_float32_layers_are_used_and_equal_the_integer_path(monkeypatch):
     """Hidden layers fed by spikes run in float32; results and saturations are unchanged."""
     from qcfs_lava import emulator

@@ -49,7 +49,8 @@ def test_fast_conv_equals_stock_conv(shape, cout, k, stride, padding, dilation, 
 
 
 def _reference(x, w, e, bias_mant, vth_mant, v_init, steps):
-    """SPEC section 3 for one hidden dense layer, one neuron at a time, plain integers."""
+    """The integer dynamics (docs/contract.md, section 3) for one hidden dense layer, one
+    neuron at a time, plain integers."""
     n_out = w.shape[0]
     spikes = np.zeros((len(x), steps, n_out), dtype=bool)
     sats = np.zeros(len(x), dtype=np.int64)

@@ -1,4 +1,4 @@
-"""The Lava runner equals the batched emulator, spike for spike (SPEC section 4)."""
+"""The Lava runner equals the batched emulator, spike for spike (docs/contract.md, section 4)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import h5py
@@ -11,6 +12,7 @@ import pytest
 from qcfs_lava import netx
 from qcfs_lava.errors import NetxFormatError
 from qcfs_lava.network import FORMAT_VERSION, INPUT, IntegerNetwork, NeuronLayer, Synapse
+from qcfs_lava.safe_hdf5 import write_digest_header
 
 METADATA = {
     "steps": 16,
@@ -224,6 +226,15 @@ def test_residual_layer_is_a_merge_layer_lava_dl_rejects(tmp_path):
 # --------------------------------------------------------------------------- bad files
 
 
+@contextlib.contextmanager
+def crafted(path):
+    """Edit a NetX file with h5py and stamp a matching digest, as a crafted (not merely
+    damaged) file would have: the reader's own checks must then refuse it."""
+    with h5py.File(path, "r+") as f:
+        yield f
+    write_digest_header(path)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(NetxFormatError, match="no such file"):
         netx.read_netx(tmp_path / "nothing.net")
@@ -246,7 +257,7 @@ def test_truncated_file(mlp_file):
 
 def test_missing_key_is_named(mlp_file):
     _, path = mlp_file
-    with h5py.File(path, "r+") as f:
+    with crafted(path) as f:
         del f["layer/2/weight"]
     with pytest.raises(NetxFormatError, match=r"missing '/layer/2/weight'"):
         netx.read_netx(path)
@@ -254,7 +265,7 @@ def test_missing_key_is_named(mlp_file):
 
 def test_newer_version_says_upgrade(mlp_file):
     _, path = mlp_file
-    with h5py.File(path, "r+") as f:
+    with crafted(path) as f:
         f["qcfs"].attrs["format_version"] = FORMAT_VERSION + 1
     with pytest.raises(NetxFormatError, match="upgrade qcfs-lava"):
         netx.read_netx(path)
@@ -278,7 +289,7 @@ def test_foreign_lava_dl_file_is_rejected(tmp_path):
 
 def test_foreign_neuron_type_is_rejected(mlp_file):
     _, path = mlp_file
-    with h5py.File(path, "r+") as f:
+    with crafted(path) as f:
         del f["layer/1/neuron/type"]
         f.create_dataset("layer/1/neuron/type", data=np.bytes_(b"CUBA"))
     with pytest.raises(NetxFormatError, match="'CUBA' neuron"):
@@ -290,6 +301,9 @@ def test_hdf5_edit_fails_the_checksum(mlp_file):
     with h5py.File(path, "r+") as f:
         w = f["layer/1/weight"]
         w[0, 0] = w[0, 0] + 2  # still a valid even weight
+    with pytest.raises(NetxFormatError, match="do not match the digest"):
+        netx.read_netx(path)
+    write_digest_header(path)  # a digest stamped over the edit: the checksum still refuses it
     with pytest.raises(NetxFormatError, match="checksum mismatch"):
         netx.read_netx(path)
 
@@ -303,7 +317,7 @@ def test_byte_level_corruption_is_detected(mlp_file):
     data = bytearray(path.read_bytes())
     data[offset] ^= 0x04  # the int16 stays even
     path.write_bytes(bytes(data))
-    with pytest.raises(NetxFormatError, match="checksum mismatch"):
+    with pytest.raises(NetxFormatError, match="do not match the digest"):
         netx.read_netx(path)
 
 
@@ -532,3 +546,31 @@ def test_cli_export_bad_checkpoint(tmp_path, capsys):
     assert main(["export", str(bad), "--out", str(out)]) == 2
     assert "bad.pt" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_geometry_fields_drive_equality_and_the_netx_keys(tmp_path):
+    import dataclasses
+
+    from qcfs_lava.network import GEOMETRY_FIELDS, fields_equal
+
+    assert GEOMETRY_FIELDS == ("stride", "padding", "dilation", "groups")
+    net = cnn_net(np.random.default_rng(3))
+    path = netx.write_netx(net, tmp_path / "cnn.net")
+    with h5py.File(path, "r") as f:
+        convs = []
+        f.visititems(lambda name, obj: convs.append(obj) if isinstance(obj, h5py.Group)
+                     and "weight" in obj and obj["weight"].ndim == 4 else None)
+        assert len(convs) == 2
+        for group in convs:
+            for key in GEOMETRY_FIELDS:
+                assert key in group
+    header_syn = netx._header(net)["layers"][0]["synapses"][0]
+    syn = net.layers[0].synapses[0]
+    for key in GEOMETRY_FIELDS:
+        assert header_syn[key] == (list(getattr(syn, key)) if key != "groups" else syn.groups)
+    conv = Synapse(INPUT, "conv", np.zeros((4, 2, 3, 3), np.int64))
+    for key, value in {"stride": (2, 2), "padding": (1, 1), "dilation": (2, 2),
+                       "groups": 2}.items():
+        assert not fields_equal(conv, dataclasses.replace(conv, **{key: value})), key
+    assert fields_equal(conv, dataclasses.replace(conv))
+    assert net.equals(netx.read_netx(path))

@@ -34,10 +34,14 @@ def test_make_report_writes_consistent_files(tmp_path):
                        relu_accuracy=0.9, energy_overrides={"cmos_ac_pj": 0.5})
     res = make_report(cfg, tmp_path / "rep")
     data = json.loads(res.json.read_text())
-    assert data["error_budget"]["steps"] == 4 and data["error_budget"]["samples"] == 40
+    assert data["config"]["budget_steps"] == 4 and data["error_budget"]["samples"] == 40
+    assert data["error_budget"]["steps"] == [1, 4]
     assert data["error_budget"]["relu_ann"] == 0.9
-    for key in ("qcfs_ann", "float_snn", "integer_snn"):
-        assert 0.0 <= data["error_budget"][key] <= 1.0
+    assert 0.0 <= data["error_budget"]["qcfs_ann"] <= 1.0
+    for key in ("float_snn", "integer_snn"):
+        assert set(data["error_budget"][key]) == {"1", "4"}
+        assert 0.0 <= data["error_budget"][key]["4"] <= 1.0
+        assert data["error_budget"][key] == data["accuracy"][key]
     assert set(data["accuracy"]["integer_snn"]) == {"1", "4"}
     ops = res.counts[4]
     assert data["counts"]["4"]["total"]["synops"] == ops.total("synops")
@@ -70,6 +74,7 @@ def test_report_lava_subset_matches_emulator(tmp_path):
     cfg = ReportConfig(checkpoint=str(path), steps=(2,), samples=6, lava_samples=2)
     res = make_report(cfg, tmp_path / "rep")
     lava = res.data["error_budget"]["lava"]
+    assert lava == res.budget.lava
     assert "skipped" not in lava, lava
     assert lava["samples"] == 2 and lava["mismatches"] == 0
     assert np.isclose(lava["accuracy"], lava["integer_snn_accuracy_same_subset"])
@@ -111,3 +116,21 @@ def test_report_cli(tmp_path, capsys):
     rc = main(["report", str(path), "--energy-const", "bogus=1", "--out", str(out)])
     assert rc == 2
     assert "unknown energy constant" in capsys.readouterr().err
+
+
+def test_emulate_json_and_report_json_carry_the_same_error_budget(tmp_path):
+    from qcfs_lava.cli import main
+
+    path = _checkpoint(tmp_path)
+    res = make_report(ReportConfig(checkpoint=str(path), steps=(2, 4), samples=40,
+                                   batch_size=16), tmp_path / "rep")
+    emu_json = tmp_path / "emu.json"
+    rc = main(["emulate", str(path), "--steps", "2,4", "--samples", "40", "--batch-size", "16",
+               "--json", str(emu_json)])
+    assert rc == 0
+    from_emulate = json.loads(emu_json.read_text())["error_budget"]
+    from_report = json.loads(res.json.read_text())["error_budget"]
+    assert from_emulate == from_report
+    assert set(from_report) == {"steps", "samples", "qcfs_ann", "relu_ann", "float_snn",
+                                "integer_snn", "lava"}
+    assert from_report["qcfs_ann"] is not None and from_report["float_snn"]["4"] is not None

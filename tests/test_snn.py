@@ -1,4 +1,4 @@
-"""The float SNN (SPEC section 2)."""
+"""The float SNN (docs/contract.md, section 2)."""
 
 from __future__ import annotations
 

@@ -3,9 +3,9 @@ r"""Where the conversion error comes from, per activation layer, in the paper's 
 Bu et al. (ICLR 2022) split the difference between an ANN activation and the SNN's average
 output into *clipping*, *quantization* and *unevenness* error. We measure it on real inputs:
 for each activation layer ``l`` (a :class:`~qcfs_lava.model.qcfs.QCFS` module) we compare,
-element by element, the float SNN's (SPEC section 2) average output after ``T`` steps,
-``r_l * theta_l`` with ``r_l = spikes / T``, with the QCFS-ANN activation ``a_l`` on the same
-image. Each element's error ``e = r_l theta_l - a_l`` falls into exactly one bucket:
+element by element, the float SNN's (``docs/contract.md``, section 2) average output after
+``T`` steps, ``r_l * theta_l`` with ``r_l = spikes / T``, with the QCFS-ANN activation ``a_l``
+on the same image. Each element's error ``e = r_l theta_l - a_l`` falls into exactly one bucket:
 
 1. **clipping**: the ANN pre-activation ``z_l`` lies outside ``[0, lambda_l]``
    (``z < 0`` or ``z > lambda``): the value a ReLU network would pass on is cut off;
@@ -35,10 +35,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from qcfs_lava.errors import AnalysisError
 from qcfs_lava.model.qcfs import QCFS
+from qcfs_lava.progress import bar
 
 __all__ = ["ErrorBreakdown", "LayerErrorBreakdown", "error_breakdown"]
 
@@ -224,8 +224,7 @@ def error_breakdown(
     y = None if labels is None else torch.as_tensor(np.asarray(labels)).long()
     total = len(x_float)
     try:
-        for lo in tqdm(range(0, total, batch_size), desc="error breakdown", leave=False,
-                       disable=not progress):
+        for lo in bar(range(0, total, batch_size), desc="error breakdown", enabled=progress):
             xb = x_float[lo:lo + batch_size].to(device)
             logits = model(xb)
             if y is not None:

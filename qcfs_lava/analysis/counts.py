@@ -1,4 +1,4 @@
-"""Exact operation counts of an integer spiking network run (SPEC section 5).
+"""Exact operation counts of an integer spiking network run (``docs/contract.md``, section 5).
 
 Everything here is numpy only and works on an :class:`~qcfs_lava.network.IntegerNetwork` and
 the :class:`~qcfs_lava.results.SpikeRunResult` of a run of it (emulator or Lava).

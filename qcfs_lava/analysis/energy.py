@@ -1,4 +1,4 @@
-"""Energy *estimates* from operation counts (SPEC section 5).
+"""Energy *estimates* from operation counts (``docs/contract.md``, section 5).
 
 These are first-order estimates: operation counts (:mod:`qcfs_lava.analysis.counts`) times
 per-operation energies published for two reference technologies. They are not measurements.

@@ -1,15 +1,16 @@
 """One report per checkpoint: error budget, accuracy vs T, spikes, SynOps, energy, error parts.
 
-:func:`make_report` (and ``qcfs-lava report``) loads a checkpoint, evaluates on the test set
+:func:`make_report` (and ``qcfs-lava report``) runs the chain
+(:func:`qcfs_lava.pipeline.run_chain`) on the test set:
 
 - the QCFS ANN (and a ReLU ANN when its accuracy or checkpoint is given),
-- the float SNN (SPEC section 2) at every ``T``, with the per-layer error breakdown
-  (:mod:`.breakdown`),
-- the integer SNN (SPEC section 3, batched emulator) at every ``T``, with exact counts
-  (:mod:`.counts`) and energy estimates (:mod:`.energy`),
+- the float SNN (``docs/contract.md`` section 2) at every ``T``, with the per-layer error
+  breakdown (:mod:`.breakdown`),
+- the integer SNN (section 3, batched emulator) at every ``T``,
 - optionally Lava on a subset at one ``T``, compared spike for spike with the emulator,
 
-and writes ``report.md``, ``report.json`` (every number shown, plus the resolved
+adds exact counts (:mod:`.counts`) and energy estimates (:mod:`.energy`) from the emulator
+runs, and writes ``report.md``, ``report.json`` (every number shown, plus the resolved
 configuration) and PNG plots to the output folder, each file atomically.
 """
 
@@ -34,8 +35,10 @@ from qcfs_lava.analysis.energy import (
     format_constants,
     format_energy_table,
 )
-from qcfs_lava.errors import AnalysisError, LavaUnavailableError
+from qcfs_lava.analysis.resources import format_resources_markdown, map_resources
+from qcfs_lava.errors import AnalysisError, NotQcfsCheckpointError
 from qcfs_lava.io import to_jsonable, write_json, write_text
+from qcfs_lava.pipeline import ErrorBudget
 
 __all__ = ["ReportConfig", "ReportResult", "make_report"]
 
@@ -117,6 +120,7 @@ class ReportResult:
         data: the content of ``report.json``.
         counts: ``{T: OpCounts}`` of the emulator runs.
         energy: ``{T: EnergyEstimate}``.
+        budget: the error budget (``data["error_budget"]`` is its ``to_dict()``).
     """
 
     out_dir: Path
@@ -126,53 +130,11 @@ class ReportResult:
     data: dict[str, Any]
     counts: dict[int, OpCounts]
     energy: dict[int, EnergyEstimate]
+    budget: ErrorBudget
 
 
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}%"
-
-
-def _spike_mismatches(a, b) -> int:
-    """Differing spike entries plus differing output potentials between two runs."""
-    total = 0
-    if a.spikes is not None and b.spikes is not None:
-        total += sum(int(np.sum(sa != sb)) for sa, sb in zip(a.spikes, b.spikes, strict=True))
-    elif a.neuron_counts is not None and b.neuron_counts is not None:
-        total += sum(int(np.sum(ca != cb))
-                     for ca, cb in zip(a.neuron_counts, b.neuron_counts, strict=True))
-    else:
-        total += int(np.sum(a.spike_counts != b.spike_counts))
-    total += int(np.sum(a.potentials != b.potentials))
-    return total
-
-
-def _run_lava(net, x, y, steps: int, emulate) -> dict[str, Any]:
-    from qcfs_lava.results import compare_results
-
-    try:
-        from qcfs_lava.lava_sim import simulate
-    except (ImportError, LavaUnavailableError) as exc:
-        warnings.warn(f"Lava run skipped: {exc}", stacklevel=3)
-        return {"skipped": f"{type(exc).__name__}: {exc}"}
-    lava_res = simulate(net, x, steps, labels=y, record="spikes")
-    emu_res = emulate(net, x, steps, labels=y, record="spikes")
-    mismatches = _spike_mismatches(emu_res, lava_res)
-    details = [str(m) for m in compare_results(emu_res, lava_res)]
-    if mismatches:
-        warnings.warn(
-            f"Lava and the emulator differ on {mismatches} spike/potential entries "
-            f"(first: {details[:1]}); they must be identical",
-            stacklevel=3,
-        )
-    return {
-        "samples": int(len(y)),
-        "steps": steps,
-        "accuracy": lava_res.accuracy,
-        "integer_snn_accuracy_same_subset": emu_res.accuracy,
-        "mismatches": mismatches,
-        "mismatch_details": details,
-        "lava_extra": lava_res.extra,
-    }
 
 
 def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = False
@@ -191,31 +153,23 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
         CheckpointError, DatasetError: the checkpoint or dataset cannot be loaded.
         AnalysisError: the checkpoint is not a QCFS model, or the configuration is invalid.
     """
-    import torch
+    from qcfs_lava.data import load_dataset
+    from qcfs_lava.pipeline import load_source, run_chain
 
-    from qcfs_lava.analysis.breakdown import error_breakdown
-    from qcfs_lava.checkpoint import checkpoint_sha256, load_checkpoint
-    from qcfs_lava.data import load_dataset, normalize
-    from qcfs_lava.emulator import emulate
-    from qcfs_lava.pipeline import convert_checkpoint
-    from qcfs_lava.snn import evaluate_ann
-
-    if config.lava_samples:
-        # Import lava before anything (tqdm) fixes the multiprocessing start method: lava
-        # sets it to 'fork' at import and fails if it is already set.
-        try:
-            import qcfs_lava.lava_sim  # noqa: F401
-        except (ImportError, LavaUnavailableError):
-            pass  # reported by _run_lava
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     constants = config.energy_constants()
-    ckpt = load_checkpoint(config.checkpoint)
-    if ckpt.activation != "qcfs":
+    tb = config.budget_steps
+    try:
+        source = load_source(config.checkpoint, steps=tb)
+    except NotQcfsCheckpointError as exc:
         raise AnalysisError(
-            f"{config.checkpoint}: activation is {ckpt.activation!r}; a report needs a QCFS "
-            "checkpoint (pass a ReLU one as relu_checkpoint / --relu-checkpoint)"
-        )
+            f"{exc}. A report needs a QCFS checkpoint (pass a ReLU one as relu_checkpoint / "
+            "--relu-checkpoint)"
+        ) from exc
+    ckpt, net, qreport = source.checkpoint, source.network, source.quantization
+    if ckpt is None:
+        raise AnalysisError(f"{config.checkpoint}: a report needs a checkpoint, not a NetX file")
+    out.mkdir(parents=True, exist_ok=True)
     dataset = config.dataset or ckpt.dataset
     if dataset != ckpt.dataset:
         warnings.warn(f"evaluating a model trained on {ckpt.dataset!r} on {dataset!r}",
@@ -224,57 +178,30 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
     n = len(split.y_test) if config.samples is None else min(int(config.samples),
                                                               len(split.y_test))
     x_u8, y = split.x_test[:n], split.y_test[:n].astype(np.int64)
-    mean = np.asarray(ckpt.mean or split.mean, dtype=np.float64)
-    std = np.asarray(ckpt.std or split.std, dtype=np.float64)
-    x_float = normalize(x_u8, mean, std)
-    model = ckpt.build_model().to(config.device)
-    steps, tb = config.steps, config.budget_steps
+    steps = config.steps
 
-    log.info("report: ANN and float SNN on %d samples, T in %s", n, steps)
-    relu_acc = config.relu_accuracy
-    if config.relu_checkpoint:
-        relu = load_checkpoint(config.relu_checkpoint)
-        relu_acc = evaluate_ann(relu.build_model().to(config.device), x_float,
-                                torch.as_tensor(y), config.batch_size)
-    breakdowns = error_breakdown(model, x_float.to(config.device), steps, labels=y,
-                                 batch_size=config.batch_size, progress=progress)
-    ann_acc = breakdowns[tb].ann_accuracy
-    float_snn = {t: breakdowns[t].snn_accuracy for t in steps}
-
-    net, qreport, _ = convert_checkpoint(config.checkpoint, steps=tb)
+    log.info("report: chain on %d samples, T in %s", n, steps)
+    chain = run_chain(source, x_u8, y, steps, breakdown=True, record="counts",
+                      relu_accuracy=config.relu_accuracy, relu_checkpoint=config.relu_checkpoint,
+                      lava_samples=config.lava_samples, lava_steps=tb,
+                      batch_size=config.batch_size, device=config.device, progress=progress)
+    budget, breakdowns = chain.budget, chain.breakdowns
     hidden = net.layers[:-1]
     densities = [layer.ann_density for layer in breakdowns[tb].layers]
     ann_density = densities if len(densities) == len(hidden) else None
 
     counts: dict[int, OpCounts] = {}
     energy: dict[int, EnergyEstimate] = {}
-    integer_snn: dict[int, float | None] = {}
     saturations: dict[int, int] = {}
-    for t in steps:
-        res = emulate(net, x_u8, t, labels=y, record="counts", batch_size=config.batch_size,
-                      device=config.device, progress=progress)
-        integer_snn[t] = res.accuracy
+    for t, res in chain.runs.items():
         saturations[t] = int(res.saturations.sum()) if res.saturations is not None else 0
         counts[t] = count_ops(net, res, ann_density)
         energy[t] = estimate_energy(counts[t], constants)
     if any(saturations.values()):
         warnings.warn(f"membrane saturation occurred (per T: {saturations})", stacklevel=2)
 
-    lava: dict[str, Any] = {}
-    if config.lava_samples:
-        k = min(int(config.lava_samples), n)
-        log.info("report: Lava on %d samples at T=%d", k, tb)
-        lava = _run_lava(net, x_u8[:k], y[:k], tb, emulate)
-
-    budget = {
-        "steps": tb,
-        "samples": n,
-        "relu_ann": relu_acc,
-        "qcfs_ann": ann_acc,
-        "float_snn": float_snn[tb],
-        "integer_snn": integer_snn[tb],
-        "lava": lava or None,
-    }
+    ann_acc, relu_acc = budget.qcfs_ann, budget.relu_ann
+    float_snn, integer_snn, lava = budget.float_snn, budget.integer_snn, budget.lava or {}
     plot_paths = _plots(out, steps, tb, ann_acc, relu_acc, float_snn, integer_snn, lava,
                         counts, energy, breakdowns, ckpt.model, dataset)
     data = {
@@ -283,7 +210,7 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
         "config": asdict(config),
         "checkpoint": {
             "path": str(config.checkpoint),
-            "sha256": checkpoint_sha256(config.checkpoint),
+            "sha256": source.sha256,
             "model": ckpt.model,
             "model_kwargs": ckpt.model_kwargs,
             "dataset": ckpt.dataset,
@@ -295,7 +222,7 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
         "network": {"layers": [layer.name for layer in net.layers], "latency": net.latency,
                     "neurons": [layer.num_neurons for layer in net.layers]},
         "quantization": qreport.as_dicts(),
-        "error_budget": budget,
+        "error_budget": budget.to_dict(),
         "accuracy": {"relu_ann": relu_acc, "qcfs_ann": ann_acc, "float_snn": float_snn,
                      "integer_snn": integer_snn},
         "saturations": saturations,
@@ -304,11 +231,14 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
         "breakdown": {t: b.to_dict() for t, b in breakdowns.items()},
         "plots": [p.name for p in plot_paths],
     }
+    resources = map_resources(net, "loihi1", ops=counts[tb], constants=constants)
+    data["resources"] = resources.to_dict()
     data = to_jsonable(data)
     md_path = write_text(out / "report.md",
-                         _markdown(data, counts[tb], energy[tb], constants, qreport))
+                         _markdown(data, counts[tb], energy[tb], constants, qreport)
+                         + "\n" + format_resources_markdown(resources) + "\n")
     json_path = write_json(out / "report.json", data)
-    return ReportResult(out, md_path, json_path, plot_paths, data, counts, energy)
+    return ReportResult(out, md_path, json_path, plot_paths, data, counts, energy, budget)
 
 
 def _plots(out, steps, tb, ann_acc, relu_acc, float_snn, integer_snn, lava, counts, energy,
@@ -354,7 +284,7 @@ def _plots(out, steps, tb, ann_acc, relu_acc, float_snn, integer_snn, lava, coun
 def _markdown(data: dict, ops: OpCounts, energy: EnergyEstimate, constants: EnergyConstants,
               qreport) -> str:
     b = data["error_budget"]
-    tb = b["steps"]
+    tb = data["config"]["budget_steps"]
     acc = data["accuracy"]
     ck = data["checkpoint"]
     lines = [
@@ -370,8 +300,8 @@ def _markdown(data: dict, ops: OpCounts, energy: EnergyEstimate, constants: Ener
         "|---|---:|",
         f"| ReLU ANN | {_pct(b['relu_ann'])} |",
         f"| QCFS ANN | {_pct(b['qcfs_ann'])} |",
-        f"| float SNN (SPEC 2) | {_pct(b['float_snn'])} |",
-        f"| integer SNN, emulator (SPEC 3) | {_pct(b['integer_snn'])} |",
+        f"| float SNN (contract section 2) | {_pct(b['float_snn'][str(tb)])} |",
+        f"| integer SNN, emulator (contract section 3) | {_pct(b['integer_snn'][str(tb)])} |",
     ]
     lava = b["lava"]
     if lava and "skipped" not in lava:

@@ -15,16 +15,19 @@ from qcfs_lava import __version__
 
 # command name -> module of qcfs_lava.cli that registers it
 COMMANDS = {
+    "calibrate": "calibrate_cmd",
     "demo": "demo",
     "emulate": "emulate",
     "import-reference": "reference_cmd",
     "inspect": "netx_cmds",
     "export": "netx_cmds",
     "report": "report_cmds",
+    "resources": "resources_cmd",
     "sweep": "report_cmds",
     "train": "train",
     "evaluate": "train",
     "simulate": "simulate",
+    "run-nir": "nir_cmds",
 }
 
 
@@ -53,6 +56,18 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except QcfsLavaError as exc:
         print(f"qcfs-lava {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"qcfs-lava {args.command}: interrupted; files being written were not replaced",
+              file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` or similar: stop quietly
+        sys.stderr.close()
+        return 141
+    except OSError as exc:  # a write the path checks could not foresee (disk full, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"qcfs-lava {args.command}: error: {where}{exc.strerror or exc}; check the path, "
+              "its permissions and the free disk space", file=sys.stderr)
         return 2
 
 

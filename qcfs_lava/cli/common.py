@@ -10,15 +10,49 @@ from qcfs_lava.errors import DatasetError
 
 
 def parse_steps(text: str) -> list[int]:
-    """``"1,2,4,8"`` -> ``[1, 2, 4, 8]`` (positive integers)."""
+    """``"1,2,4,8"`` -> ``[1, 2, 4, 8]``: sorted, unique, positive integers.
+
+    The one parser of comma-separated integer lists on the command line (``--steps``,
+    ``--levels``).
+    """
     try:
         steps = sorted({int(s) for s in str(text).split(",") if s.strip()})
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"steps must be comma-separated integers, got {text!r}") from None
+            f"expected comma-separated integers like 1,2,4,8, got {text!r}") from None
     if not steps or steps[0] < 1:
-        raise argparse.ArgumentTypeError(f"steps must be positive, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected at least one positive integer, like 1,2,4,8, got {text!r}")
     return steps
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (``--samples``, ``--steps``...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def add_force_arg(p: argparse.ArgumentParser) -> None:
+    """``--force``: allow replacing an existing output file of another kind."""
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing output file even if it is of another kind (an "
+                   "input file is never replaced)")
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -27,7 +61,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    help="dataset name (digits, mnist-split, mnist, fashion-mnist, cifar10, "
                    "cifar100); default: the one recorded in the network/checkpoint")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    p.add_argument("--samples", type=int, default=None,
+    p.add_argument("--samples", type=positive_int, default=None,
                    help="use only the first N test samples (default: all)")
 
 

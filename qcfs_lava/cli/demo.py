@@ -30,16 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.lava_samples:
-        # Lava fixes the multiprocessing start method at import: import it before tqdm does.
-        import qcfs_lava.lava_sim  # noqa: F401
     from qcfs_lava.analysis.report import ReportConfig, make_report
     from qcfs_lava.data import load_dataset
-    from qcfs_lava.emulator import emulate
     from qcfs_lava.io import write_json
     from qcfs_lava.network import format_table
-    from qcfs_lava.netx import read_netx, write_netx
-    from qcfs_lava.pipeline import convert_checkpoint
+    from qcfs_lava.netx import write_netx
+    from qcfs_lava.pipeline import convert_checkpoint, load_source, run_chain
     from qcfs_lava.train import TrainConfig, train
 
     t_start = time.perf_counter()
@@ -63,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"[3/5] reading {args.export} back and emulating the whole test split, T={args.steps}")
     split = load_dataset("digits")
-    net_file = read_netx(args.export)
-    emu = emulate(net_file, split.x_test, args.steps, labels=split.y_test, progress=True)
+    from_file = run_chain(load_source(args.export), split.x_test, split.y_test, [args.steps],
+                          progress=True)
+    emu = from_file.runs[args.steps]
 
     print(f"[4/5] report (ANN, float SNN, integer SNN, Lava on {args.lava_samples} samples)")
     report = make_report(
@@ -72,16 +69,15 @@ def run(args: argparse.Namespace) -> int:
                      budget_steps=args.steps, lava_samples=args.lava_samples),
         out / "report", progress=True,
     )
-    data = report.data
-    budget = data["error_budget"]
-    lava = budget.get("lava") or {}
+    budget = report.budget
+    lava = budget.lava or {}
     counts = report.counts[args.steps]
     energy = report.energy[args.steps]
 
     print("[5/5] summary")
     lines = [
-        f"  QCFS-ANN accuracy           {100 * budget['qcfs_ann']:.2f}%",
-        f"  float SNN   (T={args.steps:>2})        {100 * budget['float_snn']:.2f}%",
+        f"  QCFS-ANN accuracy           {100 * budget.qcfs_ann:.2f}%",
+        f"  float SNN   (T={args.steps:>2})        {100 * budget.float_snn[args.steps]:.2f}%",
         f"  integer SNN (T={args.steps:>2}, file)  {100 * emu.accuracy:.2f}%"
         f"  ({len(split.y_test)} samples)",
     ]
@@ -105,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     write_json(out / "summary.json", {
         "config": {k: v for k, v in vars(args).items() if k != "func"},
-        "error_budget": budget, "integer_snn_from_file": emu.accuracy,
+        "error_budget": budget.to_dict(), "integer_snn_from_file": emu.accuracy,
         "report": str(report.markdown), "netx": str(args.export),
     })
     if lava and lava.get("mismatches"):

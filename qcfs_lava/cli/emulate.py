@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from qcfs_lava.cli.common import add_data_args, load_test_data, parse_steps
+from qcfs_lava.cli.common import (
+    add_data_args,
+    add_force_arg,
+    load_test_data,
+    parse_steps,
+    positive_int,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,32 +24,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", metavar="CHECKPOINT|FILE.net")
     p.add_argument("--steps", type=parse_steps, default=[8], help="T values, e.g. 1,2,4,8")
     add_data_args(p)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="cpu", help="torch device for the emulator")
     p.add_argument("--json", default=None, metavar="FILE",
                    help="write every number (and per-sample predictions) as JSON")
+    add_force_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from qcfs_lava.io import write_json
     from qcfs_lava.network import format_table
-    from qcfs_lava.pipeline import error_budget, load_network
+    from qcfs_lava.pipeline import load_source, run_chain
+    from qcfs_lava.validate import check_output_path
 
-    net, report, ckpt = load_network(args.source, steps=max(args.steps))
+    if args.json:  # before any work, so finished results are never lost to an unwritable path
+        check_output_path(args.json, arg="--json", kind="json", inputs=[args.source],
+                          force=args.force)
+    source = load_source(args.source, steps=max(args.steps))
+    net, report = source.network, source.quantization
     x, y, split = load_test_data(args, net.metadata.get("dataset"))
     print(format_table(net))
     if report is not None:
         print("\nquantization report (scale = state units per float unit)")
         print(report.format())
-    model = ckpt.build_model() if ckpt is not None else None
-    budget = error_budget(net, x, y, args.steps, model=model,
-                          mean=None if ckpt is None else ckpt.mean,
-                          std=None if ckpt is None else ckpt.std,
-                          batch_size=args.batch_size, device=args.device, progress=True)
+    chain = run_chain(source, x, y, args.steps, batch_size=args.batch_size, device=args.device,
+                      progress=True)
+    budget = chain.budget
     print()
     print(budget.format())
-    last = budget.runs[max(args.steps)]
+    last = chain.runs[max(args.steps)]
     print(f"\nspikes per sample at T={last.steps}: " + ", ".join(
         f"{name} {last.spike_counts[:, i].mean():.1f}"
         for i, name in enumerate(last.layer_names[:-1])))
@@ -55,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             "command": "emulate", "source": str(args.source), "dataset": split.name,
             "config": {k: v for k, v in vars(args).items() if k != "func"},
             "error_budget": budget.to_dict(),
-            "runs": {str(t): r.to_dict() for t, r in budget.runs.items()},
+            "runs": {str(t): r.to_dict() for t, r in chain.runs.items()},
         }
         if report is not None:
             out["quantization"] = report.as_dicts()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from qcfs_lava.cli.common import add_force_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``export`` and ``inspect`` commands."""
@@ -20,13 +22,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="convert a QCFS checkpoint to the integer network and write a NetX (.net) file",
         description="Fold and quantize a trained QCFS checkpoint into the integer spiking "
         "network (Loihi ranges) and write it as a lava-dl NetX HDF5 file. The export "
-        "configuration and the per-layer quantization report are written to FILE.net.json.",
+        "configuration and the per-layer quantization report are written to FILE.net.json. "
+        "With --format nir, write the float SNN as a NIR graph instead (and FILE.nir.json).",
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint from `qcfs-lava train`")
     p.add_argument("--out", required=True, metavar="FILE.net", help="NetX file to write")
     p.add_argument(
         "--steps", type=int, default=None, metavar="T",
         help="time steps T the network is meant to run (recorded in the file's metadata)",
+    )
+    add_force_arg(p)
+    p.add_argument(
+        "--format", choices=("netx", "nir"), default="netx",
+        help="netx: the integer network as lava-dl NetX (default); nir: the float SNN as a "
+        "NIR graph (needs the optional extra: pip install 'qcfs-lava[nir]')",
     )
     p.set_defaults(func=run_export)
 
@@ -43,16 +52,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from qcfs_lava import __version__
     from qcfs_lava.errors import CheckpointError
-    from qcfs_lava.io import write_json
     from qcfs_lava.network import format_table
-    from qcfs_lava.netx import netx_checksum, write_netx
+    from qcfs_lava.netx import export_config_path, write_netx
     from qcfs_lava.pipeline import convert_checkpoint
+    from qcfs_lava.validate import check_output_path
 
     if args.steps is not None and args.steps < 1:
         raise CheckpointError(f"--steps must be >= 1, got {args.steps}")
-    net, report, _ = convert_checkpoint(args.checkpoint, steps=args.steps)
+    if args.format == "nir":
+        from qcfs_lava.cli.nir_cmds import run_export_nir
+
+        return run_export_nir(args)
     out = Path(args.out)
-    write_netx(net, out)
+    # before any work: neither output may be the input, a folder, or a file of another kind
+    check_output_path(out, arg="--out", kind="hdf5", inputs=[args.checkpoint], force=args.force)
+    check_output_path(export_config_path(out), arg=f"--out's {out.name}.json", kind="json",
+                      inputs=[args.checkpoint], force=args.force)
+    net, report, _ = convert_checkpoint(args.checkpoint, steps=args.steps)
     config = {
         "command": "export",
         "checkpoint": str(args.checkpoint),
@@ -62,10 +78,9 @@ def run_export(args: argparse.Namespace) -> int:
         "levels": net.levels,
         "phi": net.phi,
         "qcfs_lava_version": __version__,
-        "netx_checksum": netx_checksum(net),
         "quantization": report.as_dicts(),
     }
-    write_json(out.with_name(out.name + ".json"), config)
+    write_netx(net, out, config=config)  # FILE.net and FILE.net.json, replaced as a pair
     print(format_table(net))
     print()
     print(report.format())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 # Input normalisation the reference code uses for its datasets (per channel, of x / 255).
 REFERENCE_NORMALIZATION = {
@@ -34,13 +35,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mean", default=None, help="per-channel mean of x/255, e.g. 0.49,0.48,0.45")
     p.add_argument("--std", default=None, help="per-channel std of x/255")
     p.add_argument("--out", required=True, help="checkpoint to write (.pt)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --out of another kind (the input is never replaced)")
     p.set_defaults(func=run)
 
 
 def _floats(text: str | None, n: int, default) -> list[float]:
     if text is None:
         return [float(v) for v in default]
-    vals = [float(v) for v in text.split(",")]
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        from qcfs_lava.errors import CheckpointError
+
+        raise CheckpointError(f"--mean/--std must be comma-separated numbers, got {text!r}") \
+            from None
+    if not all(math.isfinite(v) for v in vals):
+        from qcfs_lava.errors import CheckpointError
+
+        raise CheckpointError(f"--mean/--std must be finite numbers, got {text!r}")
     return vals * n if len(vals) == 1 else vals
 
 
@@ -52,7 +65,14 @@ def run(args: argparse.Namespace) -> int:
         load_reference,
         reference_model_kwargs,
     )
+    from qcfs_lava.validate import check_output_path
 
+    check_output_path(args.out, arg="--out", kind="torch", inputs=[args.state_dict],
+                      force=args.force)
+    if args.levels < 1 or (args.num_classes is not None and args.num_classes < 1) or \
+            args.input_size < 1 or args.in_channels < 1:
+        raise CheckpointError("--levels, --num-classes, --input-size and --in-channels must be "
+                              ">= 1")
     num_classes = args.num_classes or CLASS_COUNTS.get(args.dataset)
     if num_classes is None:
         raise CheckpointError(f"unknown dataset {args.dataset!r}: pass --num-classes")

@@ -5,19 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 
+from qcfs_lava.cli.common import non_negative_int, parse_steps, positive_int
 from qcfs_lava.errors import AnalysisError
 
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers like 1,2,4,8, got {text!r}"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
+# sweep options whose default is SweepConfig's (left None here, so it is set in one place)
+_SWEEP_OPTIONS = ("dataset", "model", "levels", "steps", "shift_levels", "epochs", "batch_size",
+                  "lr", "optimizer", "width", "seed", "samples", "data_root", "device")
 
 
 def _energy_overrides(items: list[str] | None) -> dict[str, float]:
@@ -41,12 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="qcfs-lava checkpoint (.pt)")
     p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
-    p.add_argument("--steps", type=_int_list, default=(1, 2, 4, 8, 16),
+    p.add_argument("--steps", type=parse_steps, default=(1, 2, 4, 8, 16),
                    help="comma-separated time steps T (default 1,2,4,8,16)")
-    p.add_argument("--budget-steps", type=int, default=None,
+    p.add_argument("--budget-steps", type=positive_int, default=None,
                    help="T of the error budget, breakdown and Lava run (default: largest T)")
-    p.add_argument("--samples", type=int, default=None, help="test samples (default: all)")
-    p.add_argument("--lava-samples", type=int, default=0,
+    p.add_argument("--samples", type=positive_int, default=None,
+                   help="test samples (default: all)")
+    p.add_argument("--lava-samples", type=non_negative_int, default=0,
                    help="samples to simulate in Lava and compare with the emulator (default 0)")
     p.add_argument("--data-root", default=None, help="dataset folder")
     p.add_argument("--seed", type=int, default=0,
@@ -58,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override an energy constant (repeatable), e.g. cmos_ac_pj=0.03")
     p.add_argument("--energy-json", default=None,
                    help="JSON file {name: value} of energy constants")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run_report)
@@ -68,25 +62,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the paper's three experiments at small scale (ANN vs L, SNN vs T, shift vs none)",
         description="Train ReLU, clip-floor and clip-floor-shift models for several L, then "
         "evaluate ANN accuracy vs L and float-SNN accuracy vs T; write DIR/sweep.md, "
-        "DIR/sweep.json and plots. Trained runs are reused unless --no-resume.",
+        "DIR/sweep.json and plots. Trained runs are reused unless --no-resume. Options left "
+        "out take the defaults of qcfs_lava.analysis.sweep.SweepConfig; sweep.json records "
+        "the resolved values.",
     )
-    s.add_argument("--dataset", default="digits")
-    s.add_argument("--model", default="cnn")
-    s.add_argument("--levels", type=_int_list, default=(1, 2, 4, 8, 16),
-                   help="comma-separated L values (default 1,2,4,8,16)")
-    s.add_argument("--steps", type=_int_list, default=(1, 2, 4, 8, 16, 32, 64),
-                   help="comma-separated T values (default 1,2,...,64)")
-    s.add_argument("--shift-levels", type=int, default=4,
-                   help="L of the clip-floor vs clip-floor-shift experiment (default 4)")
-    s.add_argument("--epochs", type=int, default=40)
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--lr", type=float, default=0.05)
-    s.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
-    s.add_argument("--width", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--samples", type=int, default=None, help="test samples (default: all)")
+    s.add_argument("--dataset", default=None, help="dataset name")
+    s.add_argument("--model", default=None, help="registered model")
+    s.add_argument("--levels", type=parse_steps, default=None, help="comma-separated L values")
+    s.add_argument("--steps", type=parse_steps, default=None, help="comma-separated T values")
+    s.add_argument("--shift-levels", type=positive_int, default=None,
+                   help="L of the clip-floor vs clip-floor-shift experiment")
+    s.add_argument("--epochs", type=positive_int, default=None)
+    s.add_argument("--batch-size", type=positive_int, default=None)
+    s.add_argument("--lr", type=float, default=None)
+    s.add_argument("--optimizer", default=None, choices=("sgd", "adam"))
+    s.add_argument("--width", type=positive_int, default=None)
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--samples", type=positive_int, default=None, help="test samples (default: all)")
     s.add_argument("--data-root", default=None)
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default=None, help="auto, cpu or cuda")
     s.add_argument("--no-resume", action="store_true", help="retrain every run")
     s.add_argument("--out", required=True, metavar="DIR")
     s.set_defaults(func=run_sweep_cmd)
@@ -110,17 +104,36 @@ def run_report(args: argparse.Namespace) -> int:
         energy_overrides=_energy_overrides(args.energy_const), energy_json=args.energy_json,
         batch_size=args.batch_size, device=args.device,
     )
-    result = make_report(config, args.out, progress=True)
+    from pathlib import Path
+
+    from qcfs_lava.checkpoint import load_checkpoint
+    from qcfs_lava.errors import OutputPathError
+
+    # the inputs are read and the output folder checked before the folder is created
+    for path in (args.checkpoint, args.relu_checkpoint):
+        if path is not None:
+            load_checkpoint(path)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"--out {out} is a file, not a folder; choose another --out")
+    created = not out.exists()
+    try:
+        result = make_report(config, args.out, progress=True)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # leave no empty output folder behind
+        raise
     b = result.data["error_budget"]
 
     def pct(v):
         return "n/a" if v is None else f"{100 * v:.2f}%"
 
-    print(f"error budget at T={b['steps']} on {b['samples']} samples:")
+    tb = str(config.budget_steps)
+    print(f"error budget at T={tb} on {b['samples']} samples:")
     print(f"  ReLU ANN     {pct(b['relu_ann'])}")
     print(f"  QCFS ANN     {pct(b['qcfs_ann'])}")
-    print(f"  float SNN    {pct(b['float_snn'])}")
-    print(f"  integer SNN  {pct(b['integer_snn'])}")
+    print(f"  float SNN    {pct(b['float_snn'][tb])}")
+    print(f"  integer SNN  {pct(b['integer_snn'][tb])}")
     lava = b.get("lava")
     if lava and "skipped" not in lava:
         print(f"  Lava         {pct(lava['accuracy'])} on {lava['samples']} samples, "
@@ -137,13 +150,8 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     from qcfs_lava.analysis.sweep import SweepConfig, run_sweep
 
     _setup_logging()
-    config = SweepConfig(
-        dataset=args.dataset, model=args.model, levels=args.levels, steps=args.steps,
-        shift_levels=args.shift_levels, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, optimizer=args.optimizer, width=args.width, seed=args.seed,
-        samples=args.samples, data_root=args.data_root, device=args.device,
-        resume=not args.no_resume,
-    )
+    options = {k: getattr(args, k) for k in _SWEEP_OPTIONS if getattr(args, k) is not None}
+    config = SweepConfig(resume=not args.no_resume, **options)
     result = run_sweep(config, args.out, progress=True)
     print(f"wrote {result.markdown}, {result.json} and {len(result.plots)} plots")
     return 0

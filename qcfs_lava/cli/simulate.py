@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from qcfs_lava.cli.common import add_data_args, load_test_data
+from qcfs_lava.cli.common import add_data_args, add_force_arg, load_test_data, positive_int
 
 DEFAULT_SAMPLES = 16
 
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "samples and fails unless every spike and output potential is identical.",
     )
     p.add_argument("file", metavar="FILE.net")
-    p.add_argument("--steps", type=int, default=8, help="time steps T per sample")
+    p.add_argument("--steps", type=positive_int, default=8, help="time steps T per sample")
     add_data_args(p)
     p.set_defaults(samples=DEFAULT_SAMPLES)
     p.add_argument("--check", action="store_true",
@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="Ray cluster to run the shards on (e.g. auto, ray://head:10001); "
                    "default: a local Ray instance with N CPUs")
     p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
+    add_force_arg(p)
     p.set_defaults(func=run)
 
 
@@ -47,9 +48,13 @@ def run(args: argparse.Namespace) -> int:
     from qcfs_lava.lava_sim import LavaRunConfig, simulate
     from qcfs_lava.network import format_table
     from qcfs_lava.netx import read_netx
+    from qcfs_lava.validate import check_output_path
 
     if args.workers < 1:
         raise NetworkValidationError(f"--workers must be >= 1, got {args.workers}")
+    if args.json:  # before any work, so finished results are never lost to an unwritable path
+        check_output_path(args.json, arg="--json", kind="json", inputs=[args.file],
+                          force=args.force)
     net = read_netx(args.file)
     x, y, split = load_test_data(args, net.metadata.get("dataset"))
     print(format_table(net))

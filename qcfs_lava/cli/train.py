@@ -6,7 +6,13 @@ import argparse
 import logging
 import time
 
-from qcfs_lava.cli.common import add_data_args, load_test_data, parse_steps
+from qcfs_lava.cli.common import (
+    add_data_args,
+    add_force_arg,
+    load_test_data,
+    parse_steps,
+    positive_int,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--thresh", type=float, default=None, help="initial threshold lambda")
     p.add_argument("--width", type=int, default=None, help="model base width")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--optimizer", choices=("sgd", "adam"), default=None)
     p.add_argument("--weight-decay", type=float, default=None)
@@ -45,15 +51,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
         "evaluate",
         help="ANN and float-SNN accuracy of a checkpoint",
-        description="Accuracy of the QCFS ANN and of its float SNN (SPEC section 2) for each "
-        "number of steps T, on the checkpoint's dataset unless --dataset is given.",
+        description="Accuracy of the QCFS ANN and of its float SNN (docs/contract.md, section "
+        "2) for each number of steps T, on the checkpoint's dataset unless --dataset is given.",
     )
     e.add_argument("checkpoint", help="checkpoint file (best.pt)")
     e.add_argument("--steps", type=parse_steps, default=[1, 2, 4, 8, 16, 32],
                    help="comma-separated T values; default 1,2,4,8,16,32")
     add_data_args(e)
-    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--batch-size", type=positive_int, default=256)
     e.add_argument("--json", default=None, help="also write the results to this JSON file")
+    add_force_arg(e)
     e.set_defaults(func=run_evaluate)
 
 
@@ -67,9 +74,14 @@ def run_train(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = recipe(args.dataset)
     options.update({k: getattr(args, k) for k in _FIELDS if getattr(args, k) is not None})
-    config = TrainConfig(model=args.model, dataset=args.dataset, out_dir=args.out,
-                         data_root=args.data_root, download=args.download, resume=args.resume,
-                         **options)
+    from qcfs_lava.errors import UsageError
+
+    try:
+        config = TrainConfig(model=args.model, dataset=args.dataset, out_dir=args.out,
+                             data_root=args.data_root, download=args.download,
+                             resume=args.resume, **options)
+    except ValueError as exc:
+        raise UsageError(f"{exc}; fix the option (see `qcfs-lava train --help`)") from exc
     start = time.perf_counter()
     best = train(config)
     print(f"best checkpoint: {best} ({time.perf_counter() - start:.1f} s)")
@@ -81,12 +93,23 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from qcfs_lava.checkpoint import checkpoint_sha256, load_checkpoint
     from qcfs_lava.data import normalize
+    from qcfs_lava.errors import DatasetError
     from qcfs_lava.snn import evaluate_ann, simulate_snn
+    from qcfs_lava.validate import check_output_path
 
+    if args.json:  # before any work, so finished results are never lost to an unwritable path
+        check_output_path(args.json, arg="--json", kind="json", inputs=[args.checkpoint],
+                          force=args.force)
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.build_model()
     x_uint8, y, split = load_test_data(args, ckpt.dataset)
-    x = normalize(x_uint8, ckpt.mean, ckpt.std) if ckpt.mean else normalize(x_uint8, split)
+    if tuple(x_uint8.shape[1:]) != tuple(ckpt.input_shape):
+        raise DatasetError(
+            f"dataset {split.name!r} has samples of shape {tuple(x_uint8.shape[1:])}, but "
+            f"{args.checkpoint} takes {tuple(ckpt.input_shape)}; pass --dataset {ckpt.dataset} "
+            "(the checkpoint's own dataset) or a dataset of that shape"
+        )
+    x = normalize(x_uint8, *ckpt.normalization())
     y = torch.as_tensor(y)
     ann = evaluate_ann(model, x, y, args.batch_size)
     result = {

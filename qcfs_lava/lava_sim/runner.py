@@ -1,6 +1,6 @@
 """Build an integer network out of Lava processes and stream samples through it.
 
-What runs (SPEC section 4):
+What runs (``docs/contract.md``, section 4):
 
 - a :class:`~.procs.io.SampleInput` sending each sample's uint8 pixels as graded spikes for
   ``T`` consecutive steps, samples back to back;
@@ -44,11 +44,11 @@ from qcfs_lava.lava_sim.procs.dense import PyDenseModelFast
 from qcfs_lava.lava_sim.procs.io import SampleInput, SpikeDelay
 from qcfs_lava.lava_sim.procs.neuron import QcfsNeuron, QcfsOutput, record_layout
 from qcfs_lava.network import INPUT, IntegerNetwork, NeuronLayer, Synapse
-from qcfs_lava.results import SpikeRunResult, argmax_first
+from qcfs_lava.progress import bar
+from qcfs_lava.results import RecordMode, SpikeRunResult, argmax_first, check_run_arguments
 
 log = logging.getLogger(__name__)
 
-RECORD_CHOICES = (None, "counts", "spikes")
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class LavaNetwork:
     net: IntegerNetwork
     steps: int
     num_samples: int
-    record: str | None
+    record: RecordMode
     source: SampleInput
     layers: list = field(default_factory=list)
     synapses: list = field(default_factory=list)
@@ -134,14 +134,14 @@ class LavaNetwork:
 
 
 def build_network(net: IntegerNetwork, x: np.ndarray, steps: int, *,
-                  record: str | None = None) -> LavaNetwork:
+                  record: RecordMode | str | None = None) -> LavaNetwork:
     """Create and connect the Lava processes that run ``net`` on the samples ``x``.
 
     Args:
         net: the integer network.
         x: ``(N, *net.input_shape)`` uint8 samples (torch layout).
         steps: time steps ``T`` per sample.
-        record: ``None`` (spike totals), ``"counts"`` or ``"spikes"``.
+        record: a :class:`~qcfs_lava.results.RecordMode` or its name (``None``: spike totals).
 
     Returns:
         The processes, ready to ``run`` for :attr:`LavaNetwork.num_steps` steps.
@@ -149,8 +149,8 @@ def build_network(net: IntegerNetwork, x: np.ndarray, steps: int, *,
     num = int(x.shape[0])
     depths = net.depths()
     source = SampleInput(data=to_lava(x, net.input_shape), steps=steps, name="input")
-    built = LavaNetwork(net=net, steps=steps, num_samples=num, record=record, source=source)
-    mode = {None: "total", "counts": "counts", "spikes": "spikes"}[record]
+    mode = RecordMode.parse(record)
+    built = LavaNetwork(net=net, steps=steps, num_samples=num, record=mode, source=source)
     for layer, depth in zip(net.layers, depths, strict=True):
         common = dict(
             shape=lava_shape(layer.shape),
@@ -163,7 +163,7 @@ def build_network(net: IntegerNetwork, x: np.ndarray, steps: int, *,
             name=layer.name,
         )
         if layer.spiking:
-            proc = QcfsNeuron(vth=layer.v_th, record=mode, **common)
+            proc = QcfsNeuron(vth=layer.v_th, record=mode.value, **common)
         else:
             proc = QcfsOutput(**common)
         for syn in layer.synapses:
@@ -302,13 +302,13 @@ def _read(built: LavaNetwork) -> dict:
     }
     if net.layers[-1].num_neurons and len(net.output.shape) == 3:
         out["potentials"] = from_lava_flat(out["potentials"], net.output.shape).reshape(num, -1)
-    if built.record is not None:
+    if built.record is not RecordMode.TOTAL:
         per_layer = []
         for proc, layer in zip(hidden, net.layers[:-1], strict=True):
             n = layer.num_neurons
-            bits, _ = record_layout(built.record if built.record else "total", steps, n)
+            bits, _ = record_layout(built.record.value, steps, n)
             words = proc.record_words.get().reshape(num, -1)
-            if built.record == "spikes":
+            if built.record is RecordMode.SPIKES:
                 flat = packing.unpack(words, 1, steps * n).reshape(num, steps, n)
                 per_layer.append(from_lava_flat(flat, layer.shape).astype(bool))
             else:
@@ -318,10 +318,10 @@ def _read(built: LavaNetwork) -> dict:
     return out
 
 
-def _record_bytes(net: IntegerNetwork, steps: int, record: str | None) -> int:
+def _record_bytes(net: IntegerNetwork, steps: int, record: RecordMode) -> int:
     """Bytes one sample's records take once unpacked."""
     hidden = sum(layer.num_neurons for layer in net.layers[:-1])
-    if record == "spikes":
+    if record is RecordMode.SPIKES:
         return hidden * steps + 4 * hidden
     return 4 * hidden + 8 * net.num_classes
 
@@ -332,7 +332,7 @@ def simulate(
     steps: int,
     *,
     labels: np.ndarray | None = None,
-    record: str | None = None,
+    record: RecordMode | str | None = None,
     progress: bool = False,
     config: LavaRunConfig | None = None,
 ) -> SpikeRunResult:
@@ -363,18 +363,8 @@ def simulate(
         LavaSimulationError: a Lava process model raised (its traceback is included).
     """
     config = config or LavaRunConfig()
-    x = net.check_input(x).astype(np.int64)
-    if int(steps) < 1:
-        raise NetworkValidationError(f"steps must be >= 1, got {steps}")
-    steps = int(steps)
-    if record not in RECORD_CHOICES:
-        raise NetworkValidationError(f"record must be one of {RECORD_CHOICES}, got {record!r}")
-    if labels is not None:
-        labels = np.asarray(labels).astype(np.int64).reshape(-1)
-        if labels.shape[0] != x.shape[0]:
-            raise NetworkValidationError(
-                f"labels has {labels.shape[0]} entries for {x.shape[0]} samples"
-            )
+    args = check_run_arguments(net, x, steps, labels=labels, record=record)
+    x, steps, record, labels = args.x.astype(np.int64), args.steps, args.record, args.labels
     num = x.shape[0]
     per_run = max(1, config.max_record_bytes // max(1, _record_bytes(net, steps, record)))
     if config.max_samples_per_run:
@@ -383,12 +373,8 @@ def simulate(
     parts = []
     t0 = time.perf_counter()
     lava_steps = 0
-    iterator = starts
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(starts, desc="lava", unit="run", total=len(starts))
-    for start in iterator:
+    for start in bar(starts, desc="lava", unit="run", total=len(starts), enabled=progress,
+                     leave=True):
         built = build_network(net, x[start:start + per_run], steps, record=record)
         lava_steps += built.num_steps
         parts.append(_run(built, config))
@@ -403,17 +389,17 @@ def simulate(
 
     potentials = cat("potentials", net.num_classes)
     records = None
-    if record is not None:
+    if record is not RecordMode.TOTAL:
         records = tuple(
             np.concatenate([p["record"][i] for p in parts], axis=0) if parts
-            else np.zeros((0,) + ((steps,) if record == "spikes" else ()) + layer.shape,
-                          bool if record == "spikes" else np.int32)
+            else np.zeros((0,) + ((steps,) if record is RecordMode.SPIKES else ()) + layer.shape,
+                          bool if record is RecordMode.SPIKES else np.int32)
             for i, layer in enumerate(net.layers[:-1])
         )
     neuron_counts = None
-    if record == "counts":
+    if record is RecordMode.COUNTS:
         neuron_counts = records
-    elif record == "spikes":
+    elif record is RecordMode.SPIKES:
         neuron_counts = tuple(s.sum(axis=1, dtype=np.int32) for s in records)
     return SpikeRunResult(
         steps=steps,
@@ -422,7 +408,7 @@ def simulate(
         predictions=argmax_first(potentials) if num else np.zeros(0, np.int64),
         spike_counts=cat("spike_counts", n_hidden),
         neuron_counts=neuron_counts,
-        spikes=records if record == "spikes" else None,
+        spikes=records if record is RecordMode.SPIKES else None,
         saturations=cat("saturations", len(net.layers)),
         labels=labels,
         backend="lava",

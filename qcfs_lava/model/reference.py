@@ -13,9 +13,10 @@ Two public code bases trained the QCFS networks of Bu et al. (ICLR 2022): the ne
   residual add ``conv{k}_x.{i}.act`` (new) or ``.relu`` (old), and ``fc``. ResNet-18/34 start
   at 64 channels (stages of 2-2-2-2 / 3-4-6-3 blocks), the CIFAR ResNet-20 at 16 (3-3-3).
 
-Their SNN is exactly SPEC section 2 with ``phi = 0.5``: membrane starts at half the threshold,
-fires on ``>=``, subtracts the threshold, emits ``spike * thresh``; the image is repeated each
-step and the readout is the mean over T of the last linear layer. The imported model therefore
+Their SNN is exactly the float SNN of ``docs/contract.md`` (section 2) with ``phi = 0.5``:
+membrane starts at half the threshold, fires on ``>=``, subtracts the threshold, emits
+``spike * thresh``; the image is repeated each step and the readout is the mean over T of the
+last linear layer. The imported model therefore
 runs unchanged through :mod:`qcfs_lava.snn` and the converter.
 
 Widths are read from the weights, so width-reduced variants import too.
@@ -23,6 +24,7 @@ Widths are read from the weights, so width-reduced variants import too.
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +34,7 @@ from torch import nn
 
 from qcfs_lava.errors import CheckpointError
 from qcfs_lava.model.zoo import build_model
+from qcfs_lava.validate import check_reference_tensors, check_torch_archive
 
 __all__ = ["REFERENCE_ARCHS", "convert_reference_keys", "import_reference"]
 
@@ -49,12 +52,22 @@ def load_reference(
         path = Path(state_dict_or_path)
         if not path.is_file():
             raise CheckpointError(f"reference checkpoint {path} not found")
+        damage = check_torch_archive(path)
+        if damage:
+            raise CheckpointError(f"cannot read reference checkpoint {path}: {damage}; the file "
+                                  "is damaged, copy it again")
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:  # keep torch's explanation of what was blocked
+            raise CheckpointError(
+                f"refusing to load reference checkpoint {path}: "
+                f"{' '.join(str(exc).split())} (it is loaded with weights_only=True; save the "
+                "plain state dict with torch.save(model.state_dict(), path))"
+            ) from exc
         except Exception as exc:  # corrupt or foreign file: torch raises many types
             raise CheckpointError(
-                f"cannot read reference checkpoint {path}: {type(exc).__name__}: "
-                f"{str(exc)[:200]}"
+                f"cannot read reference checkpoint {path}: {type(exc).__name__}: {exc}; the "
+                "file is corrupt or not a torch file"
             ) from exc
     else:
         data = state_dict_or_path
@@ -191,16 +204,15 @@ def import_reference(
     ours = model.state_dict()
     missing = [k for k in ours if k not in renamed and not k.endswith("num_batches_tracked")]
     unexpected = foreign + [k for k in renamed if k not in ours]
-    mismatched = [
-        f"{k}: reference {tuple(renamed[k].shape)} vs model {tuple(ours[k].shape)}"
-        for k in renamed
-        if k in ours and renamed[k].numel() != ours[k].numel()
-    ]
+    # exact shapes (a transposed matrix is not "the same number of elements"), finite values,
+    # positive thresholds
+    mismatched = check_reference_tensors(renamed, ours, arch)
     if missing or unexpected or mismatched:
         raise CheckpointError(
             f"reference {arch} weights do not fit (num_classes={num_classes}, "
             f"input_size={input_size}, width={kwargs['width']}): missing {missing}; unexpected "
-            f"{unexpected}; wrong shape {mismatched}. Check arch, num_classes and input_size."
+            f"{unexpected}; wrong shape or values {mismatched}. Check arch, num_classes and "
+            "input_size, and that the file holds trained weights."
         )
     merged = {k: renamed.get(k, v).reshape(v.shape).to(v.dtype) for k, v in ours.items()}
     model.load_state_dict(merged)

@@ -1,6 +1,6 @@
 """The QCFS integrate-and-fire neuron as a Lava process, with a bit-accurate CPU model.
 
-Per time step, all integers (SPEC section 3, :mod:`qcfs_lava.network`)::
+Per time step, all integers (``docs/contract.md`` section 3, :mod:`qcfs_lava.network`)::
 
     acc(t) = a_in(t)                                # Lava sums every connection into a_in
     a(t)   = acc(t) << e   (e >= 0)   or   acc(t) >> -e   (e < 0, arithmetic: floor)
@@ -32,11 +32,11 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
+from qcfs_lava import hardware as hw
 from qcfs_lava.lava_sim.procs import packing
+from qcfs_lava.results import RecordMode
 
-STATE_MIN = -(1 << 23)
-STATE_MAX = (1 << 23) - 1
-RECORD_MODES = ("total", "counts", "spikes")
+RECORD_MODES = tuple(mode.value for mode in RecordMode)
 
 
 def record_layout(record: str, steps: int, num_neurons: int) -> tuple[int, int]:
@@ -136,10 +136,10 @@ class _PyQcfsModelBase(PyLoihiProcessModel):
         e = self.proc_params["weight_exp"]
         a = np.left_shift(acc, e) if e >= 0 else np.right_shift(acc, -e)
         v = self.v.astype(np.int64) + a + self.bias
-        over = (v > STATE_MAX) | (v < STATE_MIN)
+        over = (v > hw.STATE_MAX) | (v < hw.STATE_MIN)
         if over.any():
             self.saturations[k] += int(over.sum())
-            v = np.clip(v, STATE_MIN, STATE_MAX)
+            v = np.clip(v, hw.STATE_MIN, hw.STATE_MAX)
         return v
 
 

@@ -1,0 +1,161 @@
+"""Seeded damage of NetX files and checkpoints, and the outcome classes the fuzz checks use.
+
+Used by ``tests/test_fuzz.py`` (a few hundred cases) and ``benchmarks/bench_fuzz.py`` (many).
+Every case must end in one of two outcomes: ``"error"`` (the reader raised its typed error)
+or ``"identical"`` (it read back exactly what was written). Anything else is a defect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+ERROR, IDENTICAL = "error", "identical"
+
+
+# --------------------------------------------------------------------------- raw bytes
+
+
+def flip_bytes(data: bytes, rng: np.random.Generator) -> bytes:
+    """1 to 3 random bytes replaced by different random values."""
+    out = bytearray(data)
+    for _ in range(int(rng.integers(1, 4))):
+        i = int(rng.integers(len(out)))
+        out[i] ^= int(rng.integers(1, 256))
+    return bytes(out)
+
+
+def truncate(data: bytes, rng: np.random.Generator) -> bytes:
+    return data[: int(rng.integers(0, len(data)))]
+
+
+def zero_block(data: bytes, rng: np.random.Generator) -> bytes:
+    """A run of 8 to 256 bytes set to zero (a lost disk sector, a bad copy)."""
+    out = bytearray(data)
+    start = int(rng.integers(len(out)))
+    n = int(rng.integers(8, 257))
+    out[start:start + n] = bytes(len(out[start:start + n]))
+    return bytes(out)
+
+
+BYTE_DAMAGE: dict[str, Callable[[bytes, np.random.Generator], bytes]] = {
+    "flip": flip_bytes, "truncate": truncate, "zero_block": zero_block,
+}
+
+
+def damage_bytes(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
+    """One random kind of byte damage (flips three times as often as the others)."""
+    kind = str(rng.choice(["flip", "flip", "flip", "truncate", "zero_block"]))
+    return kind, BYTE_DAMAGE[kind](data, rng)
+
+
+# --------------------------------------------------------------------------- crafted HDF5
+
+
+def _wrong_values(value: np.ndarray, rng: np.random.Generator) -> object:
+    """A replacement of another type, range or shape for a stored value."""
+    if value.dtype.kind not in "iufb":  # a string: another string, a number, or nothing
+        text = [np.bytes_(b"CUBA"), np.int64(3), np.float64("nan"), np.zeros((0,), np.int8),
+                np.array([b"input", b"dense"])]
+        return text[int(rng.integers(len(text)))]
+    choices = [
+        lambda v: v.astype(np.float64) + 0.5,
+        lambda v: v.astype(np.float64),
+        lambda v: np.full(v.shape, np.nan),
+        lambda v: np.full(v.shape, np.inf),
+        lambda v: np.full(v.shape, -np.inf),
+        lambda v: v.astype(np.int64).astype(np.uint64) if v.dtype.kind in "iu" else v,
+        lambda v: np.full(v.shape, 2**62, dtype=np.int64),
+        lambda v: np.full(v.shape, -(2**40), dtype=np.int64),
+        lambda v: np.full(v.shape, -1, dtype=np.int64),
+        lambda v: np.zeros(v.shape, dtype=np.int64),
+        lambda v: np.zeros((), dtype=np.int64) if v.ndim else np.zeros((2,), dtype=np.int64),
+        lambda v: np.stack([v, v]) if v.size < 10_000 else v[..., :1],
+        lambda v: v.astype(np.bool_) if v.dtype.kind in "iuf" else v,
+        lambda v: np.bytes_(b"crafted"),
+        lambda v: v.astype(np.int32) if v.dtype.kind in "iu" else v,  # same values
+    ]
+    return choices[int(rng.integers(len(choices)))](np.asarray(value))
+
+
+def craft_hdf5(path: Path, rng: np.random.Generator) -> str:
+    """Replace one random dataset or attribute of an HDF5 file with a wrong-typed, out-of-range
+    or mis-shaped value (or delete it), keeping the file well formed. Returns what changed."""
+    with h5py.File(path, "r+") as f:
+        targets: list[tuple[str, str | None]] = []
+
+        def collect(name, obj) -> None:
+            if isinstance(obj, h5py.Dataset):
+                targets.append((name, None))
+            targets.extend((name, key) for key in obj.attrs)
+
+        f.visititems(collect)
+        name, attr = targets[int(rng.integers(len(targets)))]
+        delete = rng.random() < 0.1
+        if attr is None:
+            value = f[name][()]
+            del f[name]
+            if not delete:
+                f.create_dataset(name, data=_wrong_values(value, rng))
+        else:
+            obj = f[name]
+            value = obj.attrs[attr]
+            del obj.attrs[attr]
+            if not delete:
+                new = (np.float64("nan") if isinstance(value, str) and rng.random() < 0.5
+                       else _wrong_values(np.asarray(value), rng)
+                       if not isinstance(value, str) else value + "x")
+                obj.attrs[attr] = new
+    return f"{'deleted' if delete else 'changed'} {name}{'.' + attr if attr else ''}"
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def netx_outcome(path: Path, reference) -> str:
+    """Read ``path`` with :func:`qcfs_lava.netx.read_netx`; ``reference`` is the network that
+    was written. Returns ``"error"``, ``"identical"``, ``"different"`` or the name of an
+    exception type that escaped (the last two are defects)."""
+    from qcfs_lava.errors import NetxFormatError
+    from qcfs_lava.netx import read_netx
+
+    try:
+        net = read_netx(path)
+    except NetxFormatError:
+        return ERROR
+    except BaseException as exc:  # a fuzz outcome: reported, never hidden
+        return f"untyped {type(exc).__name__}: {exc}"[:300]
+    return IDENTICAL if net.equals(reference) else "different"
+
+
+def checkpoint_outcome(path: Path, reference: dict) -> str:
+    """Like :func:`netx_outcome` for :func:`qcfs_lava.checkpoint.load_checkpoint`."""
+    from qcfs_lava.checkpoint import load_checkpoint
+    from qcfs_lava.errors import CheckpointError
+
+    try:
+        got = load_checkpoint(path).to_dict()
+    except CheckpointError:
+        return ERROR
+    except BaseException as exc:  # reported as a defect
+        return f"untyped {type(exc).__name__}: {exc}"[:300]
+    return IDENTICAL if same_checkpoint(got, reference) else "different"
+
+
+def same_checkpoint(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for key in a:
+        if key == "state_dict":
+            sa, sb = a[key], b[key]
+            if sa.keys() != sb.keys() or not all(
+                sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]) for k in sa
+            ):
+                return False
+        elif a[key] != b[key]:
+            return False
+    return True
