@@ -3,9 +3,9 @@
 ``N`` samples are split into ``shards`` contiguous ranges (sizes differ by at most one);
 each range runs as its own :func:`~.runner.simulate` call in a Ray task, so on its own set
 of Lava processes, on whichever node Ray places it. Samples are independent (every neuron
-resets to ``v_init`` at the start of each sample window, ``docs/contract.md``, section 4), so the shards'
-results, concatenated in sample order, equal one run over all samples exactly: spikes,
-potentials, counts and saturations.
+resets to ``v_init`` at the start of each sample window, ``docs/contract.md``, section 4),
+so the shards' results, concatenated in sample order, equal one run over all samples
+exactly: spikes, potentials, counts and saturations.
 
 Ray is an optional extra (``pip install "qcfs-lava[ray]"``). By default a local Ray
 instance is started (and stopped afterwards) with one CPU per shard; ``address`` joins an
