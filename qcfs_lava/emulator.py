@@ -13,6 +13,24 @@ provably loses nothing:
   a power of two, exact); the result is clipped to +-2**25 (beyond that the membrane
   saturates whatever the exact value) and the membrane runs in int32.
 
+A hidden layer fed by spikes only runs its whole update in float32 when that is exact (the
+"float32 layer"): its weights are pre-multiplied by ``2**e`` and its bias is the convolution's
+(or matrix product's) bias, so one BLAS call yields ``acc * 2**e + bias``; the membrane is
+float32. Why nothing is lost:
+
+- every partial sum is ``2**e`` times an integer (products ``2**e * w * s``, the bias a
+  multiple of ``2**e``) of magnitude below ``sum |w| + max |bias| / 2**e < 2**24`` (checked
+  per layer when compiling), so it is exact: scaling by a power of two keeps the mantissa;
+- ``floor`` (for ``e < 0``) is exact, and ``floor(x + bias) = floor(x) + bias``;
+- ``v + a`` with ``|v| <= 2**23``: when the exact result lies within the 24-bit state range
+  it is an integer below ``2**24``, computed exactly; when it lies outside, float rounding is
+  monotone and the thresholds ``+-2**23`` are representable, so the computed value lies
+  outside on the same side, is counted as a saturation and clamped to the same limit;
+- ``v - s * v_th`` and the spike counts (``<= T``) are integers below ``2**24``.
+
+Layers fed only by the input keep a float32 membrane too (their drive ``a + bias`` is
+computed once per batch, as below).
+
 The input layer's synaptic sums do not change over the ``T`` steps (the image is sent
 every step), so they are computed once per batch.
 
@@ -25,7 +43,7 @@ model's pool + conv costs instead of ``s**2`` times more.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -44,18 +62,23 @@ class _CompiledSynapse(SynapseGeometry):
     weight: torch.Tensor
     unfold_conv: bool = False
     pool: tuple[int, int] | None = None
+    bias: torch.Tensor | None = None  # per output channel, added by the same BLAS call
 
     def __call__(self, s: torch.Tensor) -> torch.Tensor:
         s = s.to(self.weight.dtype)
         if self.pool is not None:  # exact integer sums over s x s blocks
             s = F.avg_pool2d(s, self.pool, self.pool, divisor_override=1)
         if self.kind == "dense":
-            return s.reshape(s.shape[0], -1) @ self.weight.T
+            s = s.reshape(s.shape[0], -1)
+            if self.bias is not None:
+                return torch.addmm(self.bias, s, self.weight.T)
+            return s @ self.weight.T
         if not self.unfold_conv:
-            return F.conv2d(s, self.weight, None, self.stride, self.padding, self.dilation,
-                            self.groups)
-        return _conv_unfold(s, self.weight, self.stride, self.padding, self.dilation,
-                            self.groups)
+            return F.conv2d(s, self.weight, self.bias, self.stride, self.padding,
+                            self.dilation, self.groups)
+        out = _conv_unfold(s, self.weight, self.stride, self.padding, self.dilation,
+                           self.groups)
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
 
 def _conv_unfold(s, w, stride, padding, dilation, groups) -> torch.Tensor:
@@ -74,6 +97,42 @@ def _conv_unfold(s, w, stride, padding, dilation, groups) -> torch.Tensor:
 def _compile(net: IntegerNetwork, device: torch.device) -> list[list[_CompiledSynapse]]:
     return [[_compile_synapse(syn, net.source_shape(syn.source), device)
              for syn in layer.synapses] for layer in net.layers]
+
+
+def _channel_bias(layer) -> np.ndarray | None:
+    """The layer's bias (state units) as one value per output channel, if it is one."""
+    b = np.asarray(layer.bias, dtype=np.int64)
+    per_channel = b.reshape(b.shape[0], -1)[:, 0]
+    if len(layer.shape) == 3 and not np.array_equal(
+            b, np.broadcast_to(per_channel.reshape(-1, 1, 1), b.shape)):
+        return None
+    return per_channel
+
+
+def _compile_float32_layer(net: IntegerNetwork, layer,
+                           device: torch.device) -> list[_CompiledSynapse] | None:
+    """The synapses of ``layer`` as a float32 layer (module docstring), or None.
+
+    Possible for a layer fed by spikes only, whose bias is per channel and a multiple of
+    ``2**e``, and whose partial sums stay below ``2**24`` in units of ``2**e``.
+    """
+    if not layer.synapses or any(syn.source == INPUT for syn in layer.synapses):
+        return None
+    e = layer.weight_exp
+    bias = _channel_bias(layer)
+    if bias is None or (e > 0 and np.any(bias % (1 << e))):
+        return None
+    bias_units = np.abs(bias).max(initial=0) * (2.0 ** -e)
+    if sum(syn.max_abs_sum(1) for syn in layer.synapses) + bias_units >= FLOAT32_EXACT:
+        return None
+    out = []
+    for i, syn in enumerate(layer.synapses):
+        c = _compile_synapse(syn, net.source_shape(syn.source), device)
+        c = replace(c, weight=(c.weight.to(torch.float32) * 2.0 ** e).contiguous(),
+                    bias=torch.tensor(bias, dtype=torch.float32, device=device) if i == 0
+                    else None)
+        out.append(c)
+    return out
 
 
 def _block_constant(w: np.ndarray, sh: int, sw: int) -> np.ndarray | None:
@@ -201,6 +260,8 @@ def emulate(
     record = args.record
     device = torch.device(device)
     compiled = _compile(net, device)
+    # float32 layers (module docstring): their synapses carry 2**e and the bias
+    lean = [_compile_float32_layer(net, lay, device) for lay in net.layers]
     hidden = net.layers[:-1]
     n = x.shape[0]
     potentials = np.zeros((n, net.num_classes), dtype=np.int64)
@@ -234,18 +295,30 @@ def emulate(
                     start=torch.zeros((), dtype=torch.float64, device=device))
                 for syns in compiled
             ]
-            drive = [_shift(fixed[li], p[2], p[3]) + p[0] if p[4] else None
-                     for li, p in enumerate(params)]
-            v = [torch.full((b, *lay.shape), lay.v_init, dtype=torch.int32, device=device)
-                 for lay in net.layers]
-            counts = [torch.zeros((b, *lay.shape), dtype=torch.int32, device=device)
-                      for lay in hidden]
+            # float32 too: |drive| <= 2**25 + 2**18, and v + drive is exact whenever it lies
+            # in the state range (beyond it, rounding keeps it beyond, on the same side)
+            drive = [(_shift(fixed[li], p[2], p[3]) + p[0]).to(torch.float32) if p[4]
+                     else None for li, p in enumerate(params)]
+            v = [torch.full((b, *lay.shape), lay.v_init, device=device,
+                            dtype=torch.float32 if lean[li] or drive[li] is not None
+                            else torch.int32)
+                 for li, lay in enumerate(net.layers)]
+            counts = [torch.zeros((b, *lay.shape), dtype=torch.float32, device=device)
+                      for lay in hidden]  # float32: exact, counts <= T < 2**24
             sat = torch.zeros((b, len(net.layers)), dtype=torch.int64, device=device)
             for t in range(steps):
                 out: list[torch.Tensor] = []
                 for li, (syns, (bias, v_th, mult, e, _)) in enumerate(
                         zip(compiled, params, strict=True)):
-                    if drive[li] is not None:
+                    if lean[li] is not None:
+                        syn0, *rest = lean[li]
+                        vl = syn0(out[syn0.source])  # acc * 2**e + bias, exact
+                        for syn in rest:
+                            vl += syn(out[syn.source])
+                        if e < 0:
+                            vl = vl.floor_()
+                        vl += v[li]
+                    elif drive[li] is not None:
                         vl = v[li] + drive[li]
                     else:
                         acc = fixed[li]
@@ -260,16 +333,19 @@ def emulate(
                         vl = vl.clamp_(hw.STATE_MIN, hw.STATE_MAX)
                     if v_th is not None:
                         s = vl >= v_th
-                        vl = torch.where(s, vl - v_th, vl)
-                        counts[li] += s
+                        sf = s.to(torch.float32)
+                        vl = vl.sub_(sf, alpha=v_th) if vl.is_floating_point() else \
+                            torch.where(s, vl - v_th, vl)
+                        counts[li] += sf
                         if spikes is not None:
                             spikes[li][lo:hi, t] = s.cpu().numpy()
-                        out.append(s.to(torch.float32))
+                        out.append(sf)
                     v[li] = vl
                 steps_bar.update(1)
-            pot = (v[-1] - net.layers[-1].v_init).reshape(b, -1)
-            potentials[lo:hi] = pot.cpu().numpy().astype(np.int64)
+            pot = (v[-1].to(torch.int64) - net.layers[-1].v_init).reshape(b, -1)
+            potentials[lo:hi] = pot.cpu().numpy()
             for li, c in enumerate(counts):
+                c = c.to(torch.int32)
                 spike_counts[lo:hi, li] = c.reshape(b, -1).sum(1).cpu().numpy()
                 if neuron_counts is not None:
                     neuron_counts[li][lo:hi] = c.cpu().numpy()

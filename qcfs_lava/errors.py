@@ -62,3 +62,21 @@ class OutputPathError(QcfsLavaError):
 class NirError(QcfsLavaError):
     """A NIR file or graph is missing, foreign or unsupported, or the optional NIR packages
     (``pip install 'qcfs-lava[nir]'``) are not installed."""
+
+
+class MissingExtraError(QcfsLavaError):
+    """An optional feature needs a package extra that is not installed."""
+
+
+class ShardFailedError(LavaSimulationError):
+    """One or more shards of a sharded Lava run failed; the others' results are kept.
+
+    Attributes:
+        failures: ``{(start, stop): message}`` per failed shard (sample range, half open).
+        completed: ``{(start, stop): SpikeRunResult}`` per shard that finished.
+    """
+
+    def __init__(self, message: str, failures: dict, completed: dict) -> None:
+        super().__init__(message)
+        self.failures = failures
+        self.completed = completed

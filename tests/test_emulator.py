@@ -88,3 +88,27 @@ def test_emulator_and_lava_runner_share_one_argument_check():
     assert res.spikes is not None and res.neuron_counts is not None
     res = emulate(net, x, 2, record=None)
     assert res.spikes is None and res.neuron_counts is None
+
+
+def test_float32_layers_are_used_and_equal_the_integer_path(monkeypatch):
+    """Hidden layers fed by spikes run in float32; results and saturations are unchanged."""
+    from qcfs_lava import emulator
+
+    used = 0
+    for seed in range(8):
+        rng = np.random.default_rng(50 + seed)
+        net = random_network(rng, conv=seed % 2 == 0, residual=seed % 4 < 2,
+                             extreme=seed % 3 != 0)
+        used += sum(emulator._compile_float32_layer(net, lay, emulator.torch.device("cpu"))
+                    is not None for lay in net.layers)
+        x = rng.integers(0, 256, size=(4, *net.input_shape), dtype=np.uint8)
+        fast = emulate(net, x, 5, record="spikes")
+        with monkeypatch.context() as m:
+            m.setattr(emulator, "_compile_float32_layer", lambda *a: None)
+            slow = emulate(net, x, 5, record="spikes")
+        pots, trains = reference_run(net, x, 5)
+        np.testing.assert_array_equal(fast.potentials, pots)
+        np.testing.assert_array_equal(fast.saturations, slow.saturations)
+        for got, want in zip(fast.spikes, trains, strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert used >= 4  # (layers fed by the input, or with a large bound, are not)

@@ -28,18 +28,30 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="compare spikes and potentials with the emulator; exit 1 on mismatch")
     p.add_argument("--stock-conv", action="store_true",
                    help="use lava's stock (scipy) Conv model instead of the fast exact one")
+    p.add_argument("--stock-dense", action="store_true",
+                   help="use lava's stock (integer) Dense model instead of the fast exact one")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="split the samples into N contiguous shards, each its own Lava run "
+                   "on Ray (needs the extra: pip install \"qcfs-lava[ray]\"); the merged "
+                   "result equals a single run")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="Ray cluster to run the shards on (e.g. auto, ray://head:10001); "
+                   "default: a local Ray instance with N CPUs")
     p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
     add_force_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from qcfs_lava.errors import NetworkValidationError, ShardFailedError
     from qcfs_lava.io import write_json
     from qcfs_lava.lava_sim import LavaRunConfig, simulate
     from qcfs_lava.network import format_table
     from qcfs_lava.netx import read_netx
     from qcfs_lava.validate import check_output_path
 
+    if args.workers < 1:
+        raise NetworkValidationError(f"--workers must be >= 1, got {args.workers}")
     if args.json:  # before any work, so finished results are never lost to an unwritable path
         check_output_path(args.json, arg="--json", kind="json", inputs=[args.file],
                           force=args.force)
@@ -49,8 +61,32 @@ def run(args: argparse.Namespace) -> int:
     record = "spikes" if args.check else "counts"
     print(f"\nsimulating {len(x)} samples x {args.steps} steps in Lava "
           f"({len(x) * args.steps + net.depths()[-1]} Lava steps) ...")
-    result = simulate(net, x, args.steps, labels=y, record=record, progress=True,
-                      config=LavaRunConfig(fast_conv=not args.stock_conv))
+    config = LavaRunConfig(fast_conv=not args.stock_conv, fast_dense=not args.stock_dense)
+    if args.workers > 1 or args.address:
+        from qcfs_lava.lava_sim.shards import simulate_sharded
+
+        try:
+            result = simulate_sharded(net, x, args.steps, workers=args.workers,
+                                      address=args.address, labels=y, record=record,
+                                      progress=True, config=config)
+        except ShardFailedError as exc:
+            print(f"error: {exc}")
+            if args.json:
+                write_json(args.json, {
+                    "command": "simulate", "file": str(args.file), "dataset": split.name,
+                    "config": {k: v for k, v in vars(args).items() if k != "func"},
+                    "failed_shards": {f"{a}..{b - 1}": msg
+                                      for (a, b), msg in sorted(exc.failures.items())},
+                    "completed_shards": {f"{a}..{b - 1}": r.to_dict()
+                                         for (a, b), r in sorted(exc.completed.items())},
+                })
+                print(f"wrote the {len(exc.completed)} finished shards to {args.json}")
+            return 1
+        print(f"ran {result.extra['shards']} shards on Ray: samples "
+              + ", ".join(f"{a}..{b - 1}" for a, b in result.extra["shard_ranges"]))
+    else:
+        result = simulate(net, x, args.steps, labels=y, record=record, progress=True,
+                          config=config)
     wall = result.extra["wall_s"]
     print(f"lava accuracy: {result.accuracy:.4f} on {result.num_samples} samples "
           f"({wall:.1f} s, {result.num_samples / max(wall, 1e-9):.2f} samples/s)")

@@ -100,12 +100,9 @@ def run_lava_dl_network(path: str | os.PathLike, x: np.ndarray, steps: int) -> n
         ``(N, num_classes)`` int64: the output layer's ``v(T) - v_init`` per sample.
     """
     from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.conv.process import Conv
 
-    from qcfs_lava.lava_sim.procs.conv import PyConvModelFast
     from qcfs_lava.lava_sim.procs.io import SampleInput
-    from qcfs_lava.lava_sim.runner import from_lava_flat, to_lava
+    from qcfs_lava.lava_sim.runner import from_lava_flat, run_config, to_lava
     from qcfs_lava.netx import read_netx
 
     net = read_netx(path)
@@ -114,7 +111,7 @@ def run_lava_dl_network(path: str | os.PathLike, x: np.ndarray, steps: int) -> n
     source = SampleInput(data=to_lava(x, net.input_shape), steps=steps)
     source.s_out.connect(lava_net.inp)
     out = lava_net.layers[-1].neuron
-    cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={Conv: PyConvModelFast})
+    cfg = run_config()
     lava_net.run(condition=RunSteps(num_steps=len(x) * steps + len(net.layers)), run_cfg=cfg)
     try:
         pots = np.asarray(out.potentials.get()).reshape(len(x), -1)

@@ -4,9 +4,10 @@ What runs (``docs/contract.md``, section 4):
 
 - a :class:`~.procs.io.SampleInput` sending each sample's uint8 pixels as graded spikes for
   ``T`` consecutive steps, samples back to back;
-- per synapse, lava's own ``Dense`` (bit-accurate model, ``weight_exp = 0``, mixed sign mode)
-  or ``Conv`` (weights converted from torch order; run by the bit-exact
-  :class:`~.procs.conv.PyConvModelFast` unless the stock model is asked for);
+- per synapse, lava's own ``Dense`` (bit-accurate, ``weight_exp = 0``, mixed sign mode) or
+  ``Conv`` (weights converted from torch order), run by the bit-exact BLAS models
+  :class:`~.procs.dense.PyDenseModelFast` and :class:`~.procs.conv.PyConvModelFast` unless
+  lava's stock models are asked for;
 - per layer, a :class:`~.procs.neuron.QcfsNeuron` (hidden) or
   :class:`~.procs.neuron.QcfsOutput` (output), which apply the layer's exponent ``e``.
 
@@ -39,6 +40,7 @@ from qcfs_lava import hardware as hw
 from qcfs_lava.errors import LavaSimulationError, NetworkValidationError
 from qcfs_lava.lava_sim.procs import packing
 from qcfs_lava.lava_sim.procs.conv import PyConvModelFast
+from qcfs_lava.lava_sim.procs.dense import PyDenseModelFast
 from qcfs_lava.lava_sim.procs.io import SampleInput, SpikeDelay
 from qcfs_lava.lava_sim.procs.neuron import QcfsNeuron, QcfsOutput, record_layout
 from qcfs_lava.network import INPUT, IntegerNetwork, NeuronLayer, Synapse
@@ -54,14 +56,18 @@ class LavaRunConfig:
     """How :func:`simulate` runs Lava.
 
     Args:
-        fast_conv: run lava's ``Conv`` with the bit-exact numpy model (else lava's stock
-            scipy model, same numbers, much slower).
+        fast_conv: run lava's ``Conv`` with the bit-exact BLAS model (else lava's stock
+            scipy model: same numbers, much slower, and wrong for ``groups >= 128``, which
+            its int8 ``groups`` variable cannot hold).
+        fast_dense: run lava's ``Dense`` with the bit-exact BLAS model (else lava's stock
+            integer model, same numbers).
         max_record_bytes: upper bound on the recorded arrays of one Lava run; larger
             requests are split into several runs (chunks of samples).
         max_samples_per_run: upper bound on samples per Lava run (``None``: no bound).
     """
 
     fast_conv: bool = True
+    fast_dense: bool = True
     max_record_bytes: int = 64 << 20
     max_samples_per_run: int | None = None
 
@@ -222,10 +228,26 @@ def _model_tracebacks(head) -> list[str]:
     return out
 
 
-def _run(built: LavaNetwork, fast_conv: bool) -> dict:
+def synapse_models(config: LavaRunConfig | None = None) -> dict:
+    """The ``exception_proc_model_map`` that selects the synapse models of ``config``."""
+    config = config or LavaRunConfig()
+    models = {}
+    if config.fast_conv:
+        models[Conv] = PyConvModelFast
+    if config.fast_dense:
+        models[Dense] = PyDenseModelFast
+    return models
+
+
+def run_config(config: LavaRunConfig | None = None) -> Loihi2SimCfg:
+    """Lava's run configuration: fixed-point models, the synapse models of ``config``."""
+    return Loihi2SimCfg(select_tag="fixed_pt",
+                        exception_proc_model_map=synapse_models(config) or None)
+
+
+def _run(built: LavaNetwork, config: LavaRunConfig) -> dict:
     """Run the built network and read back what the neuron models recorded."""
-    exceptions = {Conv: PyConvModelFast} if fast_conv else None
-    cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=exceptions)
+    cfg = run_config(config)
     head = built.layers[-1]
     failed = False
     try:
@@ -355,7 +377,7 @@ def simulate(
                      leave=True):
         built = build_network(net, x[start:start + per_run], steps, record=record)
         lava_steps += built.num_steps
-        parts.append(_run(built, config.fast_conv))
+        parts.append(_run(built, config))
     wall = time.perf_counter() - t0
 
     n_hidden = len(net.layers) - 1
