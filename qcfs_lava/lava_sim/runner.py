@@ -26,7 +26,13 @@ are permuted to Lava's flattening, which gives the same sums.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -251,7 +257,13 @@ def _run(built: LavaNetwork, config: LavaRunConfig) -> dict:
     head = built.layers[-1]
     failed = False
     try:
-        head.run(condition=RunSteps(num_steps=built.num_steps), run_cfg=cfg)
+        with _interrupt_in_parent_only():
+            head.run(condition=RunSteps(num_steps=built.num_steps), run_cfg=cfg)
+    except KeyboardInterrupt:
+        _terminate_lava_processes(lambda child: type(child).__name__ == "SystemProcess")
+        _shutdown_after_failure(head)  # then lava's shared memory and watchdog managers
+        _terminate_lava_processes()
+        raise
     except Exception as exc:  # lava raises a bare RuntimeError for failures in models
         failed = True
         details = "\n".join(_model_tracebacks(head))
@@ -266,6 +278,48 @@ def _run(built: LavaNetwork, config: LavaRunConfig) -> dict:
         return _read(built)
     finally:
         head.stop()
+
+
+@contextmanager
+def _interrupt_in_parent_only() -> Iterator[None]:
+    """Ctrl-C during a Lava run interrupts this process only.
+
+    Lava forks one process per Lava process; a terminal's Ctrl-C reaches all of them, and each
+    would die with its own ``KeyboardInterrupt`` traceback. The handler installed here is
+    inherited by the forked processes, where it does nothing; in this process it raises
+    ``KeyboardInterrupt``, and :func:`_run` then terminates the forked processes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    parent = os.getpid()
+
+    def handler(signum, frame) -> None:
+        if os.getpid() == parent:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _terminate_lava_processes(which=None) -> None:
+    """Stop the processes a Lava run forked (after Ctrl-C they would wait for ever).
+
+    Args:
+        which: a predicate selecting the child processes to stop (default: all).
+    """
+    children = [c for c in multiprocessing.active_children() if which is None or which(c)]
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + 5.0
+    while any(child.is_alive() for child in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for child in children:
+        if child.is_alive():
+            child.kill()
 
 
 def _shutdown_after_failure(head) -> None:
