@@ -209,7 +209,7 @@ def check_checkpoint_dict(data: Mapping[str, Any], path: str | os.PathLike) -> d
     """
     import torch
 
-    from qcfs_lava.data import DATASETS
+    from qcfs_lava.data import DATASETS, NPZ_PREFIX
     from qcfs_lava.model.zoo import MODELS
 
     problems: list[str] = []
@@ -274,7 +274,13 @@ def check_checkpoint_dict(data: Mapping[str, Any], path: str | os.PathLike) -> d
     check("levels", exact_int, 1, LEVELS_MAX)
     check("phi", finite_float, 0.0, 1.0)
     check("activation", one_of(("qcfs", "relu")))
-    check("dataset", one_of(DATASETS))
+    def dataset(value, where):
+        # a user's own arrays are recorded as ``npz:PATH`` (the file is checked when loaded)
+        if isinstance(value, str) and value.startswith(NPZ_PREFIX) and len(value) > len(NPZ_PREFIX):
+            return value
+        return one_of(DATASETS)(value, where)
+
+    check("dataset", dataset)
     check("input_shape", exact_int_vector, 1, INDEX_MAX, 3)
     check("num_classes", exact_int, 1, INDEX_MAX)
     check("class_names", str_list, required=False, default=[])
