@@ -1,6 +1,6 @@
 """Where the integer SNN loses against the float SNN: weight precision, layer by layer.
 
-The integer network differs from the float SNN (SPEC section 2) by its rounding: 8-bit
+The integer network differs from the float SNN (docs/contract.md, section 2) by its rounding: 8-bit
 weights on one grid per layer, 17-bit thresholds, 13-bit biases and the 24-bit membrane. To
 tell whether the 8-bit weight grid is what costs accuracy, this script converts the same
 checkpoint again with a wider weight range (an experiment only: Loihi's synapses are 8-bit)
