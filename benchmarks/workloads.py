@@ -2,32 +2,30 @@
 
 Speed does not depend on what the weights learned, so the benchmarks use seeded, untrained
 networks (QCFS thresholds at 1.0, BatchNorm statistics as initialised) and real CIFAR-10
-images from ``../shared/data/cifar10-subset`` (or seeded random pixels when it is absent).
+images of the ``cifar10-subset`` dataset, found on the data search path
+(:func:`qcfs_lava.data.default_cifar10_subset_dir`), or seeded random pixels when it is absent.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from qcfs_lava.convert import convert
+from qcfs_lava.data import default_cifar10_subset_dir
 from qcfs_lava.model.zoo import build_model
 from qcfs_lava.network import IntegerNetwork
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-subset" / \
-    "cifar10_train_subset.npz"
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 
 def cifar_images(count: int) -> np.ndarray:
     """``count`` uint8 CIFAR-10 images ``(N, 3, 32, 32)`` (seeded noise if the file is absent)."""
-    for path in (CIFAR, Path("../shared/data/cifar10-subset/cifar10_train_subset.npz")):
-        if path.exists():
-            with np.load(path) as data:
-                return np.ascontiguousarray(data["x"][-count:])
+    path = default_cifar10_subset_dir() / "cifar10_train_subset.npz"
+    if path.exists():
+        with np.load(path) as data:
+            return np.ascontiguousarray(data["x"][-count:])
     return np.random.default_rng(0).integers(0, 256, (count, 3, 32, 32), dtype=np.uint8)
 
 
