@@ -5,25 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+from qcfs_lava.cli.common import non_negative_int, positive_int
 
 
 def _percentile(text: str) -> float:
@@ -58,20 +40,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "OUT.json (configuration, thresholds, accuracies).",
     )
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint from `qcfs-lava train`")
-    p.add_argument("--levels", type=_positive_int, required=True,
+    p.add_argument("--levels", type=positive_int, required=True,
                    help="quantization levels L of the QCFS activations")
     p.add_argument("--percentile", type=_percentile, default=99.9,
                    help="percentile of the activations that sets lambda (default 99.9)")
     p.add_argument("--per-channel", action="store_true",
                    help="one lambda per output channel (where exact; see the docs)")
-    p.add_argument("--finetune-epochs", type=_non_negative_int, default=0,
+    p.add_argument("--finetune-epochs", type=non_negative_int, default=0,
                    help="epochs of QCFS fine-tuning after calibration (default 0)")
     p.add_argument("--lr", type=_positive_float, default=0.01,
                    help="fine-tune learning rate (SGD, cosine; default 0.01)")
     p.add_argument("--phi", type=float, default=0.5, help="QCFS shift (default 0.5)")
-    p.add_argument("--samples", type=_positive_int, default=1000,
+    p.add_argument("--samples", type=positive_int, default=1000,
                    help="training images for the statistics (default 1000)")
-    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the calibration subset and the fine-tune shuffling")
     p.add_argument("--split-seed", type=int, default=0,
