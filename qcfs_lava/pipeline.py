@@ -31,9 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
 def is_hdf5(path: str | Path) -> bool:
     """True when ``path`` is an HDF5 file (a NetX file, with or without a digest header)."""
     from qcfs_lava.safe_hdf5 import file_kind
