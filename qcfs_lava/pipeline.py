@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 def is_hdf5(path: str | Path) -> bool:
     """True when ``path`` is an HDF5 file (a NetX file, with or without a digest header)."""
     from qcfs_lava.safe_hdf5 import file_kind
