@@ -318,9 +318,10 @@ class _Folder:
             k = (h // out[0], w // out[1])
             s = k
         else:
-            if any(_pair(m.padding)) or m.ceil_mode or not m.count_include_pad:
-                raise UnsupportedLayerError(f"{path}: AvgPool2d with padding/ceil_mode is not "
-                                            "supported")
+            if any(_pair(m.padding)) or m.ceil_mode or not m.count_include_pad or \
+                    m.divisor_override is not None:
+                raise UnsupportedLayerError(f"{path}: AvgPool2d with padding, ceil_mode or "
+                                            "divisor_override is not supported")
             k = _pair(m.kernel_size)
             s = _pair(m.stride if m.stride is not None else m.kernel_size)
         self.pool, self.pool_in_shape = (k, s), self.shape

@@ -172,6 +172,13 @@ def test_pool_that_does_not_tile_is_rejected():
         convert(small_cnn(), (2, 9, 9))
 
 
+def test_pool_with_a_divisor_override_is_rejected():
+    model = small_cnn()
+    model[3] = nn.AvgPool2d(2, divisor_override=3)  # sums 4 values, divides by 3: not a mean
+    with pytest.raises(UnsupportedLayerError, match="divisor_override"):
+        convert(model, (2, 8, 8))
+
+
 def test_bias_too_large_is_rejected():
     model = small_cnn()
     with torch.no_grad():
