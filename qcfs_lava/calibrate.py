@@ -62,10 +62,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from qcfs_lava.errors import CheckpointError, UnsupportedLayerError
 from qcfs_lava.model.qcfs import QCFS
+from qcfs_lava.progress import counter as progress_counter
 
 __all__ = [
     "ActivationCalibration",
@@ -299,8 +299,8 @@ def activation_statistics(
         groups[-1].append((name, m))
         used += need
     out: dict[str, tuple[float, np.ndarray | None]] = {}
-    bar = tqdm(total=len(groups) * math.ceil(n / batch_size), desc="calibration statistics",
-               leave=False, disable=not progress)
+    bar = progress_counter(len(groups) * math.ceil(n / batch_size),
+                           desc="calibration statistics", unit="batch", enabled=progress)
     for group in groups:
         store: dict[str, list[torch.Tensor]] = {name: [] for name, _ in group}
 
@@ -551,7 +551,9 @@ def finetune_(
     Shape:
         ``x_float``: ``(N, C, H, W)``; ``y``: ``(N,)``.
     """
+    from qcfs_lava.progress import bar as progress_bar
     from qcfs_lava.snn import evaluate_ann
+    from qcfs_lava.train import train_epoch
 
     epochs = int(config.finetune_epochs)
     if epochs == 0:
@@ -573,22 +575,13 @@ def finetune_(
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(y), generator=gen)
-        total, seen, correct = 0.0, 0, 0
-        batches = range(0, len(y), config.batch_size)
-        for start in tqdm(batches, desc=f"fine-tune {epoch + 1}/{epochs}", leave=False,
-                          disable=not progress):
-            idx = order[start: start + config.batch_size]
-            xb, yb = x_float[idx].to(device), y[idx].to(device)
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(yb)
-            seen += len(yb)
-            correct += int((logits.argmax(1) == yb).sum())
+        batches = progress_bar(
+            ((x_float[idx], y[idx]) for idx in order.split(config.batch_size)),
+            desc=f"fine-tune {epoch + 1}/{epochs}", enabled=progress,
+            total=math.ceil(len(y) / config.batch_size))
+        loss, accuracy = train_epoch(model, batches, loss_fn, opt, device)
         sched.step()
-        metrics = {"epoch": epoch + 1, "loss": total / seen, "train_accuracy": correct / seen}
+        metrics = {"epoch": epoch + 1, "loss": loss, "train_accuracy": accuracy}
         if x_test is not None and y_test is not None:
             metrics["test_accuracy"] = evaluate_ann(model, x_test, y_test)
         log.info("fine-tune epoch %d/%d %s", epoch + 1, epochs, metrics)

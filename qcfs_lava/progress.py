@@ -88,6 +88,9 @@ class _Lines:
             print(f"{self.desc}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), "
                   f"{now - self.start:.0f} s", file=sys.stderr, flush=True)
 
+    def close(self) -> None:
+        pass
+
     def __enter__(self) -> _Lines:
         return self
 
@@ -108,6 +111,9 @@ class _Plain:
         pass
 
     def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
     def __enter__(self) -> _Plain:

@@ -166,6 +166,30 @@ def _model_kwargs(config: TrainConfig, split) -> dict[str, Any]:
     }
 
 
+
+def train_epoch(model: nn.Module, batches, loss_fn, optimizer, device) -> tuple[float, float]:
+    """One optimisation pass over ``batches`` of ``(x, y)``; the model is in training mode.
+
+    ``batches`` may be a :func:`qcfs_lava.progress.bar` (its postfix shows the running loss).
+
+    Returns:
+        ``(mean loss, accuracy)`` over the samples seen.
+    """
+    total, seen, correct = 0.0, 0, 0
+    for xb, yb in batches:
+        xb, yb = xb.to(device), yb.to(device)
+        logits = model(xb)
+        loss = loss_fn(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(yb)
+        seen += len(yb)
+        correct += int((logits.argmax(1) == yb).sum())
+        if hasattr(batches, "set_postfix"):
+            batches.set_postfix(loss=f"{total / seen:.4f}")
+    return total / max(seen, 1), correct / max(seen, 1)
+
 def train(
     config: TrainConfig,
     *,
@@ -271,26 +295,15 @@ def train(
         t0 = time.perf_counter()
         sampler.set_epoch(epoch)
         net.train()
-        total_loss, seen, correct = 0.0, 0, 0
         batches = progress_bar(loader, desc=f"epoch {epoch + 1}/{config.epochs}",
                                enabled=rank == 0)
-        for xb, yb in batches:
-            xb, yb = xb.to(device), yb.to(device)
-            logits = net(xb)
-            loss = loss_fn(logits, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += float(loss.detach()) * len(yb)
-            seen += len(yb)
-            correct += int((logits.argmax(1) == yb).sum())
-            batches.set_postfix(loss=f"{total_loss / seen:.4f}")
+        train_loss, train_acc = train_epoch(net, batches, loss_fn, optimizer, device)
         scheduler.step()
         test_acc = evaluate_ann(model, x_test, y_test)
         metrics = {
             "epoch": epoch + 1,
-            "loss": total_loss / max(seen, 1),
-            "train_accuracy": correct / max(seen, 1),
+            "loss": train_loss,
+            "train_accuracy": train_acc,
             "test_accuracy": test_acc,
             "seconds": time.perf_counter() - t0,
             "lr": optimizer.param_groups[0]["lr"],
