@@ -18,8 +18,9 @@ A hidden layer fed by spikes only runs its whole update in float32 when that is 
 (or matrix product's) bias, so one BLAS call yields ``acc * 2**e + bias``; the membrane is
 float32. Why nothing is lost:
 
-- every partial sum is ``2**e`` times an integer (products ``2**e * w * s``, the bias a
-  multiple of ``2**e``) of magnitude below ``sum |w| + max |bias| / 2**e < 2**24`` (checked
+- every partial sum is ``2**u`` times an integer, where ``2**u`` divides every product
+  ``2**e * w * s`` and the bias (``u = e``, or less when a bias is not a multiple of
+  ``2**e``), of magnitude below ``(2**e * sum |w| + max |bias|) / 2**u < 2**24`` (checked
   per layer when compiling), so it is exact: scaling by a power of two keeps the mantissa;
 - ``floor`` (for ``e < 0``) is exact, and ``floor(x + bias) = floor(x) + bias``;
 - ``v + a`` with ``|v| <= 2**23``: when the exact result lies within the 24-bit state range
@@ -34,6 +35,16 @@ computed once per batch, as below).
 The input layer's synaptic sums do not change over the ``T`` steps (the image is sent
 every step), so they are computed once per batch.
 
+A layer is checked for saturation only where its membrane can leave the 24-bit range
+within the run's ``T`` steps: ``|v(t)| <= |v_init| + t * A`` with ``A`` the largest
+``|a + bias|`` the weights allow (:meth:`_CompiledLayer.may_saturate`).
+
+A 1x1 depthwise synapse (the identity shortcut of a residual block) is a per-channel
+product, and a dense synapse whose batch has few active inputs in a step sums the weight
+rows of those inputs only; both give the same integers under the same bounds.
+
+A network is compiled once per device and kept while it lives (it is frozen).
+
 Folding an average pool into the next conv or linear layer makes its kernel constant over
 ``s x s`` blocks (a 2x2 pool + 3x3 conv is a 6x6 stride-2 conv). Such a synapse is run
 exactly as an integer sum-pool followed by the small kernel, which costs what the float
@@ -43,6 +54,7 @@ model's pool + conv costs instead of ``s**2`` times more.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -63,22 +75,50 @@ class _CompiledSynapse(SynapseGeometry):
     unfold_conv: bool = False
     pool: tuple[int, int] | None = None
     bias: torch.Tensor | None = None  # per output channel, added by the same BLAS call
+    channel_scale: bool = False  # a 1x1 conv, one input channel per output: a product
 
     def __call__(self, s: torch.Tensor) -> torch.Tensor:
         s = s.to(self.weight.dtype)
+        if self.channel_scale:  # (an identity shortcut): exact integer products
+            out = s * self.weight.view(1, -1, 1, 1)
+            return out if self.bias is None else out.add_(self.bias.view(1, -1, 1, 1))
         if self.pool is not None:  # exact integer sums over s x s blocks
             s = F.avg_pool2d(s, self.pool, self.pool, divisor_override=1)
         if self.kind == "dense":
-            s = s.reshape(s.shape[0], -1)
-            if self.bias is not None:
-                return torch.addmm(self.bias, s, self.weight.T)
-            return s @ self.weight.T
+            return self._dense(s.reshape(s.shape[0], -1))
         if not self.unfold_conv:
             return F.conv2d(s, self.weight, self.bias, self.stride, self.padding,
                             self.dilation, self.groups)
         out = _conv_unfold(s, self.weight, self.stride, self.padding, self.dilation,
                            self.groups)
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+
+    def add_to(self, acc: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """``acc += self(s)``, in place (same dtype, no bias)."""
+        if self.channel_scale and self.bias is None:
+            return acc.addcmul_(s.to(acc.dtype), self.weight.view(1, -1, 1, 1))
+        return acc.add_(self(s))
+
+    def _dense(self, s: torch.Tensor) -> torch.Tensor:
+        """``s @ W.T (+ bias)``; with few active inputs, over those inputs' rows only.
+
+        ``weight`` is the transpose of a contiguous ``(in, out)`` tensor, so the rows of the
+        active inputs are gathered cheaply. The result is the same: every partial sum of a
+        subset of the terms is an integer within the same bound, hence exact.
+        """
+        wt = self.weight.T  # (in, out), contiguous
+        if s.device.type == "cpu":  # where the gather pays
+            active = s.any(0).nonzero().squeeze(1)
+            if active.numel() <= s.shape[1] // _SPARSE_DENSE:
+                s, wt = s.index_select(1, active), wt.index_select(0, active)
+        if self.bias is not None:
+            return torch.addmm(self.bias, s, wt)
+        return s @ wt
+
+
+# a dense synapse whose batch uses at most 1 / _SPARSE_DENSE of its inputs in a step runs
+# over those inputs only
+_SPARSE_DENSE = 4
 
 
 def _conv_unfold(s, w, stride, padding, dilation, groups) -> torch.Tensor:
@@ -99,6 +139,68 @@ def _compile(net: IntegerNetwork, device: torch.device) -> list[list[_CompiledSy
              for syn in layer.synapses] for layer in net.layers]
 
 
+@dataclass(frozen=True, eq=False)
+class _CompiledLayer:
+    """One neuron layer, ready to run: its synapses and constants on the device."""
+
+    synapses: list[_CompiledSynapse]
+    float32: bool  # a float32 layer (module docstring): synapses carry 2**e and the bias
+    input_only: bool  # fed by the input only: its drive is computed once per batch
+    bias: torch.Tensor  # int32, state units, broadcast to the layer's shape
+    v_th: int | None
+    mult: float  # 2**e
+    e: int
+    drive_bound: int  # max |a + bias| over every step, neuron and input
+
+    def may_saturate(self, v_init: int, steps: int) -> bool:
+        """Whether the membrane can leave the 24-bit state range within ``steps`` steps.
+
+        With reset by subtraction and ``v_th > 0``, ``|v(t)| <= |v_init| + t * A`` where
+        ``A`` bounds ``|a + bias|``: a step adds at most ``A`` in magnitude, and a spike
+        (only when ``v >= v_th``) moves ``v`` towards 0 without crossing it. A layer whose
+        bound stays inside the range needs no saturation check.
+        """
+        limit = min(hw.STATE_MAX, -hw.STATE_MIN)
+        return abs(v_init) + steps * self.drive_bound > limit
+
+
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compiled_network(net: IntegerNetwork, device: torch.device) -> list[_CompiledLayer]:
+    """The layers of ``net`` compiled for ``device``, cached while ``net`` lives.
+
+    ``IntegerNetwork`` is frozen (read-only arrays), so its compiled form never goes stale.
+    """
+    per_device = _CACHE.setdefault(net, {})
+    key = str(device)
+    if key not in per_device:
+        per_device[key] = [_compile_layer(net, lay, device) for lay in net.layers]
+    return per_device[key]
+
+
+def _compile_layer(net: IntegerNetwork, layer, device: torch.device) -> _CompiledLayer:
+    lean = _compile_float32_layer(net, layer, device)
+    syns = lean if lean is not None else [
+        _compile_synapse(syn, net.source_shape(syn.source), device) for syn in layer.synapses]
+    e = layer.weight_exp
+    acc_bound = sum(syn.max_abs_sum(hw.INPUT_MAX if syn.source == INPUT else 1)
+                    for syn in layer.synapses)
+    bias = np.asarray(layer.bias, dtype=np.int64)
+    # |floor(acc * 2**e)| <= |acc| * 2**e + 1
+    a_bound = int(np.ceil(acc_bound * 2.0 ** e)) + 1
+    return _CompiledLayer(
+        synapses=syns,
+        float32=lean is not None,
+        input_only=all(syn.source == INPUT for syn in layer.synapses),
+        bias=torch.tensor(bias, dtype=torch.int32, device=device),
+        v_th=layer.v_th,
+        mult=2.0 ** e,
+        e=e,
+        drive_bound=a_bound + int(np.abs(bias).max(initial=0)),
+    )
+
+
 def _channel_bias(layer) -> np.ndarray | None:
     """The layer's bias (state units) as one value per output channel, if it is one."""
     b = np.asarray(layer.bias, dtype=np.int64)
@@ -113,24 +215,31 @@ def _compile_float32_layer(net: IntegerNetwork, layer,
                            device: torch.device) -> list[_CompiledSynapse] | None:
     """The synapses of ``layer`` as a float32 layer (module docstring), or None.
 
-    Possible for a layer fed by spikes only, whose bias is per channel and a multiple of
-    ``2**e``, and whose partial sums stay below ``2**24`` in units of ``2**e``.
+    Possible for a layer fed by spikes only, whose bias is per channel, and whose partial
+    sums stay below ``2**24`` in units of ``2**u``, the largest power of two dividing all of
+    them: ``u = e`` for ``e <= 0`` (the integer bias is a multiple of ``2**e`` then), else
+    the smaller of ``e`` and the power of two of the biases' greatest common divisor.
     """
     if not layer.synapses or any(syn.source == INPUT for syn in layer.synapses):
         return None
     e = layer.weight_exp
     bias = _channel_bias(layer)
-    if bias is None or (e > 0 and np.any(bias % (1 << e))):
+    if bias is None:
         return None
-    bias_units = np.abs(bias).max(initial=0) * (2.0 ** -e)
-    if sum(syn.max_abs_sum(1) for syn in layer.synapses) + bias_units >= FLOAT32_EXACT:
+    u = e
+    nonzero = np.abs(bias[bias != 0])
+    if e > 0 and nonzero.size:
+        g = int(np.gcd.reduce(nonzero))
+        u = min(e, (g & -g).bit_length() - 1)
+    units = (sum(syn.max_abs_sum(1) for syn in layer.synapses) * 2.0 ** (e - u)
+             + np.abs(bias).max(initial=0) * 2.0 ** -u)
+    if units >= FLOAT32_EXACT:
         return None
     out = []
     for i, syn in enumerate(layer.synapses):
-        c = _compile_synapse(syn, net.source_shape(syn.source), device)
-        c = replace(c, weight=(c.weight.to(torch.float32) * 2.0 ** e).contiguous(),
-                    bias=torch.tensor(bias, dtype=torch.float32, device=device) if i == 0
-                    else None)
+        c = _compile_synapse(syn, net.source_shape(syn.source), device, scale_exp=e)
+        if i == 0:
+            c = replace(c, bias=torch.tensor(bias, dtype=torch.float32, device=device))
         out.append(c)
     return out
 
@@ -180,20 +289,35 @@ def _factor_pool(syn: Synapse, in_shape: tuple[int, ...]):
     return None
 
 
-def _compile_synapse(syn: Synapse, in_shape: tuple[int, ...],
-                     device: torch.device) -> _CompiledSynapse:
+def _compile_synapse(syn: Synapse, in_shape: tuple[int, ...], device: torch.device,
+                     scale_exp: int | None = None) -> _CompiledSynapse:
+    """``syn`` on ``device``; with ``scale_exp`` its weights are float32 times ``2**scale_exp``
+    (the caller has checked that exact)."""
     max_in = hw.INPUT_MAX if syn.source == INPUT else 1
     # the bound on partial sums is the same with or without the pool factorization:
     # sum |w_small| * (s_h * s_w * max_in) = sum |w| * max_in
-    dtype = torch.float32 if syn.max_abs_sum(max_in) < FLOAT32_EXACT else torch.float64
+    if scale_exp is not None:
+        dtype = np.float32
+    else:
+        dtype = np.float32 if syn.max_abs_sum(max_in) < FLOAT32_EXACT else np.float64
     pool, weight, stride, padding = None, syn.weight, syn.stride, syn.padding
     factored = _factor_pool(syn, in_shape)
     if factored is not None:
         pool, weight, stride, padding = factored
-    w = torch.tensor(weight, dtype=dtype, device=device)
+    weight = weight.astype(dtype)
+    if scale_exp is not None:
+        weight *= np.float32(2.0 ** scale_exp)  # a power of two: exact
+    if syn.kind == "dense":  # stored (in, out), see _CompiledSynapse._dense
+        w = torch.from_numpy(np.ascontiguousarray(weight.T)).to(device).T
+    else:
+        w = torch.from_numpy(np.ascontiguousarray(weight)).to(device)
     geometry = {**syn.geometry(), "stride": stride, "padding": padding}
+    channel_scale = (syn.kind == "conv" and pool is None and w.shape[1:] == (1, 1, 1)
+                     and syn.groups == w.shape[0] == in_shape[0]
+                     and stride == (1, 1) and padding == (0, 0))
     return _CompiledSynapse(syn.source, syn.kind, w, **geometry,
-                            unfold_conv=device.type != "cpu", pool=pool)
+                            unfold_conv=device.type != "cpu", pool=pool,
+                            channel_scale=channel_scale)
 
 
 # |v| <= 2**23 and |bias| < 2**18, so any |a| beyond 2**25 saturates the membrane whatever
@@ -259,10 +383,13 @@ def emulate(
     x, steps, labels = args.x, args.steps, args.labels
     record = args.record
     device = torch.device(device)
-    compiled = _compile(net, device)
-    # float32 layers (module docstring): their synapses carry 2**e and the bias
-    lean = [_compile_float32_layer(net, lay, device) for lay in net.layers]
+    layers = _compiled_network(net, device)
+    # a saturation check only where the membrane can leave the state range within T steps
+    check = [cl.may_saturate(lay.v_init, steps) for cl, lay in zip(layers, net.layers,
+                                                                   strict=True)]
     hidden = net.layers[:-1]
+    sum_dtype = [torch.float32 if lay.num_neurons < FLOAT32_EXACT else torch.float64
+                 for lay in hidden]
     n = x.shape[0]
     potentials = np.zeros((n, net.num_classes), dtype=np.int64)
     spike_counts = np.zeros((n, len(hidden)), dtype=np.int64)
@@ -271,16 +398,6 @@ def emulate(
                      if record is not RecordMode.TOTAL else None)
     spikes = ([np.zeros((n, steps, *lay.shape), dtype=bool) for lay in hidden]
               if record is RecordMode.SPIKES else None)
-    params = [
-        (
-            torch.tensor(np.array(lay.bias), dtype=torch.int32, device=device),
-            lay.v_th,
-            2.0 ** lay.weight_exp,
-            lay.weight_exp,
-            all(syn.source == INPUT for syn in lay.synapses),
-        )
-        for lay in net.layers
-    ]
     batches = range(0, n, batch_size)
     steps_bar = counter(len(batches) * steps, desc="emulate", unit="step", enabled=progress)
     with torch.no_grad(), _exact_matmul(), steps_bar:
@@ -291,64 +408,77 @@ def emulate(
             # Synaptic sums from the input are the same every step: computed once, and for a
             # layer fed only by the input its whole drive a + bias is computed once.
             fixed = [
-                sum((syn(xb).to(torch.float64) for syn in syns if syn.source == INPUT),
+                sum((syn(xb).to(torch.float64) for syn in cl.synapses if syn.source == INPUT),
                     start=torch.zeros((), dtype=torch.float64, device=device))
-                for syns in compiled
+                for cl in layers
             ]
             # float32 too: |drive| <= 2**25 + 2**18, and v + drive is exact whenever it lies
             # in the state range (beyond it, rounding keeps it beyond, on the same side)
-            drive = [(_shift(fixed[li], p[2], p[3]) + p[0]).to(torch.float32) if p[4]
-                     else None for li, p in enumerate(params)]
+            drive = [(_shift(fixed[li], cl.mult, cl.e) + cl.bias).to(torch.float32)
+                     if cl.input_only else None for li, cl in enumerate(layers)]
             v = [torch.full((b, *lay.shape), lay.v_init, device=device,
-                            dtype=torch.float32 if lean[li] or drive[li] is not None
+                            dtype=torch.float32 if cl.float32 or cl.input_only
                             else torch.int32)
-                 for li, lay in enumerate(net.layers)]
-            counts = [torch.zeros((b, *lay.shape), dtype=torch.float32, device=device)
-                      for lay in hidden]  # float32: exact, counts <= T < 2**24
+                 for cl, lay in zip(layers, net.layers, strict=True)]
+            # spikes of a step as float32 0/1, written in place by the threshold comparison
+            spike_buf = [torch.empty((b, *lay.shape), dtype=torch.float32, device=device)
+                         for lay in hidden]
+            # per-neuron counts only when recorded (float32: exact, counts <= T < 2**24),
+            # else per-sample totals (float64: exact)
+            counts = ([torch.zeros((b, *lay.shape), dtype=torch.float32, device=device)
+                       for lay in hidden] if neuron_counts is not None else None)
+            totals = torch.zeros((b, len(hidden)), dtype=torch.float64, device=device)
             sat = torch.zeros((b, len(net.layers)), dtype=torch.int64, device=device)
             for t in range(steps):
                 out: list[torch.Tensor] = []
-                for li, (syns, (bias, v_th, mult, e, _)) in enumerate(
-                        zip(compiled, params, strict=True)):
-                    if lean[li] is not None:
-                        syn0, *rest = lean[li]
+                for li, cl in enumerate(layers):
+                    if cl.float32:
+                        syn0, *rest = cl.synapses
                         vl = syn0(out[syn0.source])  # acc * 2**e + bias, exact
                         for syn in rest:
-                            vl += syn(out[syn.source])
-                        if e < 0:
+                            syn.add_to(vl, out[syn.source])
+                        if cl.e < 0:
                             vl = vl.floor_()
                         vl += v[li]
-                    elif drive[li] is not None:
+                    elif cl.input_only:
                         vl = v[li] + drive[li]
                     else:
                         acc = fixed[li]
-                        for syn in syns:
+                        for syn in cl.synapses:
                             if syn.source != INPUT:
                                 acc = acc + syn(out[syn.source])
-                        vl = v[li] + _shift(acc, mult, e) + bias
-                    low, high = torch.aminmax(vl)
-                    if low < hw.STATE_MIN or high > hw.STATE_MAX:
-                        over = (vl > hw.STATE_MAX) | (vl < hw.STATE_MIN)
-                        sat[:, li] += over.reshape(b, -1).sum(1)
-                        vl = vl.clamp_(hw.STATE_MIN, hw.STATE_MAX)
+                        vl = v[li] + _shift(acc, cl.mult, cl.e) + cl.bias
+                    if check[li]:
+                        low, high = torch.aminmax(vl)
+                        if low < hw.STATE_MIN or high > hw.STATE_MAX:
+                            over = (vl > hw.STATE_MAX) | (vl < hw.STATE_MIN)
+                            sat[:, li] += over.reshape(b, -1).sum(1)
+                            vl = vl.clamp_(hw.STATE_MIN, hw.STATE_MAX)
+                    v_th = cl.v_th
                     if v_th is not None:
-                        s = vl >= v_th
-                        sf = s.to(torch.float32)
-                        vl = vl.sub_(sf, alpha=v_th) if vl.is_floating_point() else \
-                            torch.where(s, vl - v_th, vl)
-                        counts[li] += sf
+                        sf = torch.ge(vl, v_th, out=spike_buf[li])
+                        if vl.is_floating_point():
+                            vl = vl.sub_(sf, alpha=v_th)
+                        else:
+                            vl = vl.sub_(sf.to(torch.int32), alpha=v_th)
+                        if counts is not None:
+                            counts[li] += sf
+                        else:
+                            # float32 sums of 0/1 are exact below 2**24 neurons
+                            totals[:, li] += sf.reshape(b, -1).sum(1, dtype=sum_dtype[li])
                         if spikes is not None:
-                            spikes[li][lo:hi, t] = s.cpu().numpy()
+                            spikes[li][lo:hi, t] = sf.cpu().numpy() != 0
                         out.append(sf)
                     v[li] = vl
                 steps_bar.update(1)
             pot = (v[-1].to(torch.int64) - net.layers[-1].v_init).reshape(b, -1)
             potentials[lo:hi] = pot.cpu().numpy()
-            for li, c in enumerate(counts):
-                c = c.to(torch.int32)
-                spike_counts[lo:hi, li] = c.reshape(b, -1).sum(1).cpu().numpy()
-                if neuron_counts is not None:
+            if counts is not None:
+                for li, c in enumerate(counts):
+                    c = c.to(torch.int32)
+                    totals[:, li] = c.reshape(b, -1).sum(1)
                     neuron_counts[li][lo:hi] = c.cpu().numpy()
+            spike_counts[lo:hi] = totals.to(torch.int64).cpu().numpy()
             saturations[lo:hi] = sat.cpu().numpy()
     return SpikeRunResult(
         steps=steps,

@@ -1,3 +1,6 @@
+import dataclasses
+import weakref
+
 import numpy as np
 import pytest
 from netgen import random_network, reference_run
@@ -105,6 +108,7 @@ def test_float32_layers_are_used_and_equal_the_integer_path(monkeypatch):
         fast = emulate(net, x, 5, record="spikes")
         with monkeypatch.context() as m:
             m.setattr(emulator, "_compile_float32_layer", lambda *a: None)
+            m.setattr(emulator, "_CACHE", weakref.WeakKeyDictionary())  # compile afresh
             slow = emulate(net, x, 5, record="spikes")
         pots, trains = reference_run(net, x, 5)
         np.testing.assert_array_equal(fast.potentials, pots)
@@ -112,3 +116,58 @@ def test_float32_layers_are_used_and_equal_the_integer_path(monkeypatch):
         for got, want in zip(fast.spikes, trains, strict=True):
             np.testing.assert_array_equal(got, want)
     assert used >= 4  # (layers fed by the input, or with a large bound, are not)
+
+
+def _with_exponent(net, index: int, e: int):
+    """``net`` with layer ``index``'s weight exponent set to ``e``."""
+    layers = list(net.layers)
+    layers[index] = dataclasses.replace(layers[index], weight_exp=e)
+    return dataclasses.replace(net, layers=tuple(layers))
+
+
+def test_shortcuts_are_taken_and_equal_the_reference(monkeypatch):
+    """Each shortcut gives the reference loop's spikes and potentials, and each is taken.
+
+    Shortcuts: a 1x1 depthwise synapse (an identity shortcut) as a per-channel product; a
+    dense synapse over the rows of its active inputs only; a float32 layer whose bias is not
+    a multiple of ``2**e``; no saturation check where the membrane provably stays in range
+    (the saturation counts must equal those of a run that checks every layer).
+    """
+    import torch
+
+    from qcfs_lava import emulator
+
+    cpu = torch.device("cpu")
+    taken = {"channel_scale": 0, "float32_odd_bias": 0, "unchecked": 0, "checked": 0}
+    saturated = 0
+    for seed in range(12):
+        rng = np.random.default_rng(200 + seed)
+        net = random_network(rng, conv=True, residual=True, extreme=seed % 3 == 0)
+        if seed % 3 == 1:  # e above the bias's 2**6 grain: partial sums in units of 2**6
+            net = _with_exponent(net, 1, int(rng.integers(7, 10)))
+        x = rng.integers(0, 256, size=(4, *net.input_shape), dtype=np.uint8)
+        steps = int(rng.integers(3, 9))
+        for lay in net.layers:
+            cl = emulator._compile_layer(net, lay, cpu)
+            taken["channel_scale"] += sum(syn.channel_scale for syn in cl.synapses)
+            odd = lay.weight_exp > 0 and np.any(np.asarray(lay.bias) % (1 << lay.weight_exp))
+            taken["float32_odd_bias"] += bool(cl.float32 and odd)
+            key = "checked" if cl.may_saturate(lay.v_init, steps) else "unchecked"
+            taken[key] += 1
+        pots, trains = reference_run(net, x, steps)
+        runs = []
+        for sparse, check_all in [(1, False), (10**9, True)]:
+            with monkeypatch.context() as m:
+                m.setattr(emulator, "_SPARSE_DENSE", sparse)  # 1: always gather rows
+                m.setattr(emulator, "_CACHE", weakref.WeakKeyDictionary())
+                if check_all:
+                    m.setattr(emulator._CompiledLayer, "may_saturate", lambda *a: True)
+                res = emulate(net, x, steps, record="spikes", batch_size=3)
+            np.testing.assert_array_equal(res.potentials, pots)
+            for got, want in zip(res.spikes, trains, strict=True):
+                np.testing.assert_array_equal(got, want)
+            runs.append(res)
+        np.testing.assert_array_equal(runs[0].saturations, runs[1].saturations)
+        saturated += int(runs[1].saturations.sum())
+    assert all(count > 0 for count in taken.values()), taken
+    assert saturated > 0
