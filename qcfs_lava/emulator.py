@@ -179,13 +179,41 @@ def _compiled_network(net: IntegerNetwork, device: torch.device) -> list[_Compil
     return per_device[key]
 
 
+@dataclass(frozen=True, eq=False)
+class _SummedSynapse(Synapse):
+    """Synapses of one layer with the same source and geometry (copies that carry a weight
+    beyond 8 bits), summed into one: ``sum_k w_k * s = (sum_k w_k) * s`` in integers, so
+    the layer's sums are unchanged, and its weights may exceed the 8-bit range."""
+
+    def __post_init__(self) -> None:  # the parts were validated
+        pass
+
+
+def _merge_copies(synapses) -> list[Synapse]:
+    """``synapses`` with those of equal source, kind, weight shape and geometry summed."""
+    groups: dict[tuple, list[Synapse]] = {}
+    for syn in synapses:
+        key = (syn.source, syn.kind, syn.weight.shape, tuple(syn.geometry().items()))
+        groups.setdefault(key, []).append(syn)
+    out = []
+    for parts in groups.values():
+        if len(parts) == 1:
+            out.append(parts[0])
+        else:
+            total = np.sum([p.weight for p in parts], axis=0)
+            out.append(_SummedSynapse(parts[0].source, parts[0].kind, total,
+                                      **parts[0].geometry()))
+    return out
+
+
 def _compile_layer(net: IntegerNetwork, layer, device: torch.device) -> _CompiledLayer:
-    lean = _compile_float32_layer(net, layer, device)
+    synapses = _merge_copies(layer.synapses)
+    lean = _compile_float32_layer(net, layer, device, synapses)
     syns = lean if lean is not None else [
-        _compile_synapse(syn, net.source_shape(syn.source), device) for syn in layer.synapses]
+        _compile_synapse(syn, net.source_shape(syn.source), device) for syn in synapses]
     e = layer.weight_exp
     acc_bound = sum(syn.max_abs_sum(hw.INPUT_MAX if syn.source == INPUT else 1)
-                    for syn in layer.synapses)
+                    for syn in synapses)
     bias = np.asarray(layer.bias, dtype=np.int64)
     # |floor(acc * 2**e)| <= |acc| * 2**e + 1
     a_bound = int(np.ceil(acc_bound * 2.0 ** e)) + 1
@@ -211,16 +239,18 @@ def _channel_bias(layer) -> np.ndarray | None:
     return per_channel
 
 
-def _compile_float32_layer(net: IntegerNetwork, layer,
-                           device: torch.device) -> list[_CompiledSynapse] | None:
-    """The synapses of ``layer`` as a float32 layer (module docstring), or None.
+def _compile_float32_layer(net: IntegerNetwork, layer, device: torch.device,
+                           synapses=None) -> list[_CompiledSynapse] | None:
+    """The synapses of ``layer`` (or ``synapses``, the same summed by
+    :func:`_merge_copies`) as a float32 layer (module docstring), or None.
 
     Possible for a layer fed by spikes only, whose bias is per channel, and whose partial
     sums stay below ``2**24`` in units of ``2**u``, the largest power of two dividing all of
     them: ``u = e`` for ``e <= 0`` (the integer bias is a multiple of ``2**e`` then), else
     the smaller of ``e`` and the power of two of the biases' greatest common divisor.
     """
-    if not layer.synapses or any(syn.source == INPUT for syn in layer.synapses):
+    synapses = layer.synapses if synapses is None else synapses
+    if not synapses or any(syn.source == INPUT for syn in synapses):
         return None
     e = layer.weight_exp
     bias = _channel_bias(layer)
@@ -231,12 +261,12 @@ def _compile_float32_layer(net: IntegerNetwork, layer,
     if e > 0 and nonzero.size:
         g = int(np.gcd.reduce(nonzero))
         u = min(e, (g & -g).bit_length() - 1)
-    units = (sum(syn.max_abs_sum(1) for syn in layer.synapses) * 2.0 ** (e - u)
+    units = (sum(syn.max_abs_sum(1) for syn in synapses) * 2.0 ** (e - u)
              + np.abs(bias).max(initial=0) * 2.0 ** -u)
     if units >= FLOAT32_EXACT:
         return None
     out = []
-    for i, syn in enumerate(layer.synapses):
+    for i, syn in enumerate(synapses):
         c = _compile_synapse(syn, net.source_shape(syn.source), device, scale_exp=e)
         if i == 0:
             c = replace(c, bias=torch.tensor(bias, dtype=torch.float32, device=device))
