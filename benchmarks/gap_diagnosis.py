@@ -17,6 +17,13 @@ If the gap closes with wider weights, the weight grid is the cause; the per-laye
 report (weight step against each synapse's largest weight) then says which layers. Membrane
 saturations are counted per layer in every run. Writes a results JSON with the command line.
 
+How much of a gap is noise: every variant also reports its prediction agreement with the float
+SNN, and ``--noise-seeds N`` runs the float SNN again on the images plus Gaussian noise of
+``--noise`` (normalised units; one uint8 level is about 0.016) with N seeds: the spread of
+those accuracies and their agreement with the unperturbed float SNN show how far an
+imperceptible change moves a low-T SNN. ``--images all`` uses the training images too (more
+images, smaller sampling error; the comparison is float against integer on the same images).
+
     .venv/bin/python benchmarks/gap_diagnosis.py runs/resnet20-c10s/best.pt --steps 8,16,32 \\
         --out benchmarks/results/gap-resnet20-cifar10-subset.json
 """
@@ -39,7 +46,7 @@ from qcfs_lava.data import load_dataset, normalize
 from qcfs_lava.emulator import emulate
 from qcfs_lava.io import write_json
 from qcfs_lava.pipeline import convert_checkpoint
-from qcfs_lava.snn import simulate_snn
+from qcfs_lava.snn import snn_outputs
 
 _WIDENED = ("WEIGHT_MIN", "WEIGHT_MAX", "STATE_MIN", "STATE_MAX", "SYNAPSE_OUT_MIN",
             "SYNAPSE_OUT_MAX", "BIAS_MANT_MIN", "BIAS_MANT_MAX")
@@ -85,6 +92,18 @@ def _main_path_resolution(net, report) -> dict:
     return out
 
 
+def _float_snn_predictions(model, xf: torch.Tensor, steps: list[int],
+                           batch_size: int) -> dict[int, np.ndarray]:
+    """The float SNN's predictions at each ``T`` (mean classifier output over ``T`` steps)."""
+    preds = {t: [] for t in steps}
+    with torch.no_grad():
+        for lo in range(0, len(xf), batch_size):
+            out = snn_outputs(model, xf[lo:lo + batch_size], max(steps))
+            for t in steps:
+                preds[t].append(out[:t].mean(0).argmax(1).numpy())
+    return {t: np.concatenate(p) for t, p in preds.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
@@ -92,26 +111,48 @@ def main() -> None:
     p.add_argument("--bits", default="12", help="comma-separated wider weight widths")
     p.add_argument("--copies", default="8", help="comma-separated synapse copy limits")
     p.add_argument("--samples", type=int, default=None)
+    p.add_argument("--images", choices=("test", "all"), default="test",
+                   help="test split only, or training and test images")
+    p.add_argument("--noise-seeds", type=int, default=0)
+    p.add_argument("--noise", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--out", required=True)
     args = p.parse_args()
     steps = sorted({int(s) for s in args.steps.split(",")})
     ckpt = load_checkpoint(args.checkpoint)
     split = load_dataset(ckpt.dataset)
-    n = len(split.y_test) if args.samples is None else min(args.samples, len(split.y_test))
-    x, y = split.x_test[:n], split.y_test[:n]
+    x, y = split.x_test, split.y_test
+    if args.images == "all":
+        x, y = np.concatenate([split.x_train, x]), np.concatenate([split.y_train, y])
+    n = len(y) if args.samples is None else min(args.samples, len(y))
+    x, y = x[:n], y[:n]
     result = {
         "command": " ".join(["python", *sys.argv]),
         "checkpoint": args.checkpoint, "sha256": checkpoint_sha256(args.checkpoint),
-        "model": ckpt.model, "dataset": split.name, "samples": n, "steps": steps,
+        "model": ckpt.model, "dataset": split.name, "images": args.images, "samples": n,
+        "steps": steps,
     }
     t0 = time.perf_counter()
     model = ckpt.build_model().eval()
     xf = normalize(x, ckpt.mean, ckpt.std)
-    result["float_snn"] = {str(t): a for t, a in
-                           simulate_snn(model, xf, torch.as_tensor(y), steps).accuracy.items()}
+    float_pred = _float_snn_predictions(model, xf, steps, args.batch_size)
+    result["float_snn"] = {str(t): float(np.mean(p == y)) for t, p in float_pred.items()}
     print("float SNN: " + ", ".join(f"T={t} {100 * a:.2f}%"
                                     for t, a in result["float_snn"].items()), flush=True)
+    if args.noise_seeds:
+        noisy = {"noise": args.noise, "accuracy": {str(t): [] for t in steps},
+                 "agreement": {str(t): [] for t in steps}}
+        for seed in range(args.noise_seeds):
+            gen = torch.Generator().manual_seed(seed)
+            xn = xf + args.noise * torch.randn(xf.shape, generator=gen)
+            for t, p in _float_snn_predictions(model, xn, steps, args.batch_size).items():
+                noisy["accuracy"][str(t)].append(float(np.mean(p == y)))
+                noisy["agreement"][str(t)].append(float(np.mean(p == float_pred[t])))
+        result["float_snn_noisy"] = noisy
+        print("float SNN + noise: " + ", ".join(
+            f"T={t} {100 * np.mean(a):.2f}% (sd {100 * np.std(a):.2f}, agreement "
+            f"{100 * np.mean(noisy['agreement'][t]):.2f}%)"
+            for t, a in noisy["accuracy"].items()), flush=True)
     result["integer_snn"] = {}
     variants = [("8", 8, 1)]
     variants += [(f"8-copies{int(k)}", 8, int(k)) for k in args.copies.split(",") if k.strip()]
@@ -123,12 +164,16 @@ def main() -> None:
         result["integer_snn"][label] = {
             "weight_bits": bits, "synapse_copies_max": copies,
             "accuracy": {str(t): r.accuracy for t, r in runs.items()},
+            "agreement_with_float_snn": {str(t): float(np.mean(r.predictions == float_pred[t]))
+                                         for t, r in runs.items()},
             "saturations": {str(t): r.to_dict(per_sample=False)["saturations"]
                             for t, r in runs.items()},
             "layers": _main_path_resolution(net, report),
         }
         print(f"integer SNN, {label}: " + ", ".join(
-            f"T={t} {100 * r.accuracy:.2f}%" for t, r in runs.items()), flush=True)
+            f"T={t} {100 * r.accuracy:.2f}% (agreement "
+            f"{100 * np.mean(r.predictions == float_pred[t]):.2f}%)"
+            for t, r in runs.items()), flush=True)
     result["seconds"] = time.perf_counter() - t0
     write_json(args.out, result, sort_keys=True)
     print(f"wrote {args.out}")
