@@ -10,6 +10,10 @@ and emulates it exactly like the real network, on the same images and T:
 - ``8-copiesK`` for each ``--copies``: 8-bit weights, but a residual add's grid set by its
   smaller path and the larger one (the identity shortcut) carried by up to ``K`` synapse
   copies (``qcfs_lava.convert.SYNAPSE_COPIES_MAX``; exact in every stage, hardware-legal);
+- ``8-layer-copiesK`` for each ``--layer-copies``: 8-bit weights, every single-synapse
+  layer on a grid ``K`` times finer, its weights carried by up to ``K`` synapse copies
+  (``qcfs_lava.convert.LAYER_COPIES_MAX``; exact in every stage, hardware-legal, up to ``K``
+  times the layer's synaptic operations);
 - ``B`` for each ``--bits``: weights with ``B`` bits instead of 8 (membrane, synaptic sum and
   bias ranges widened by the same factor, so the headroom in thresholds is unchanged).
 
@@ -53,8 +57,9 @@ _WIDENED = ("WEIGHT_MIN", "WEIGHT_MAX", "STATE_MIN", "STATE_MAX", "SYNAPSE_OUT_M
 
 
 @contextmanager
-def weight_bits(bits: int, copies: int = 1):
-    """Temporarily allow ``bits``-bit weights and up to ``copies`` copies of a synapse.
+def weight_bits(bits: int, copies: int = 1, layer_copies: int = 1):
+    """Temporarily allow ``bits``-bit weights, up to ``copies`` copies of a residual add's
+    synapse and up to ``layer_copies`` copies of a single-synapse layer's weights.
 
     Wider weights scale every layer's state up by ``2**(bits - 8)``; the membrane, synaptic
     sum and bias ranges are widened by the same factor so the headroom (in thresholds) stays
@@ -63,7 +68,8 @@ def weight_bits(bits: int, copies: int = 1):
     saved = {name: getattr(hw, name) for name in _WIDENED}
     if not 8 <= bits <= 12:
         raise ValueError(f"bits must be 8..12 (the int32 membrane of the emulator), got {bits}")
-    saved_q = (convert_mod.WEIGHT_QMAX, convert_mod.SYNAPSE_COPIES_MAX, emulator_mod._A_LIMIT)
+    saved_q = (convert_mod.WEIGHT_QMAX, convert_mod.SYNAPSE_COPIES_MAX, emulator_mod._A_LIMIT,
+               convert_mod.LAYER_COPIES_MAX)
     extra = 1 << (bits - 8)
     emulator_mod._A_LIMIT = saved_q[2] * extra
     for name in _WIDENED:
@@ -71,12 +77,14 @@ def weight_bits(bits: int, copies: int = 1):
     qmax = (1 << (bits - 1)) - 1
     hw.WEIGHT_MIN, hw.WEIGHT_MAX, convert_mod.WEIGHT_QMAX = -2 * (qmax + 1), 2 * qmax, qmax
     convert_mod.SYNAPSE_COPIES_MAX = copies
+    convert_mod.LAYER_COPIES_MAX = layer_copies
     try:
         yield
     finally:
         for name, value in saved.items():
             setattr(hw, name, value)
-        convert_mod.WEIGHT_QMAX, convert_mod.SYNAPSE_COPIES_MAX, emulator_mod._A_LIMIT = saved_q
+        (convert_mod.WEIGHT_QMAX, convert_mod.SYNAPSE_COPIES_MAX, emulator_mod._A_LIMIT,
+         convert_mod.LAYER_COPIES_MAX) = saved_q
 
 
 def _main_path_resolution(net, report) -> dict:
@@ -110,6 +118,8 @@ def main() -> None:
     p.add_argument("--steps", default="8,16,32")
     p.add_argument("--bits", default="12", help="comma-separated wider weight widths")
     p.add_argument("--copies", default="8", help="comma-separated synapse copy limits")
+    p.add_argument("--layer-copies", default="",
+                   help="comma-separated copy limits for single-synapse layers")
     p.add_argument("--samples", type=int, default=None)
     p.add_argument("--images", choices=("test", "all"), default="test",
                    help="test split only, or training and test images")
@@ -154,15 +164,19 @@ def main() -> None:
             f"{100 * np.mean(noisy['agreement'][t]):.2f}%)"
             for t, a in noisy["accuracy"].items()), flush=True)
     result["integer_snn"] = {}
-    variants = [("8", 8, 1)]
-    variants += [(f"8-copies{int(k)}", 8, int(k)) for k in args.copies.split(",") if k.strip()]
-    variants += [(str(int(b)), int(b), 1) for b in args.bits.split(",") if b.strip()]
-    for label, bits, copies in variants:
-        with weight_bits(bits, copies):
+    variants = [("8", 8, 1, 1)]
+    variants += [(f"8-copies{int(k)}", 8, int(k), 1) for k in args.copies.split(",")
+                 if k.strip()]
+    variants += [(f"8-layer-copies{int(k)}", 8, 1, int(k))
+                 for k in args.layer_copies.split(",") if k.strip()]
+    variants += [(str(int(b)), int(b), 1, 1) for b in args.bits.split(",") if b.strip()]
+    for label, bits, copies, layer_copies in variants:
+        with weight_bits(bits, copies, layer_copies):
             net, report, _ = convert_checkpoint(args.checkpoint, steps=max(steps))
             runs = {t: emulate(net, x, t, labels=y, batch_size=args.batch_size) for t in steps}
         result["integer_snn"][label] = {
             "weight_bits": bits, "synapse_copies_max": copies,
+            "layer_copies_max": layer_copies,
             "accuracy": {str(t): r.accuracy for t, r in runs.items()},
             "agreement_with_float_snn": {str(t): float(np.mean(r.predictions == float_pred[t]))
                                          for t, r in runs.items()},

@@ -55,6 +55,11 @@ WEIGHT_QMAX = (hw.WEIGHT_MAX // hw.WEIGHT_STEP)  # 127
 # it: exact in every stage (each stage sums all synapses of a layer), k times the shortcut's
 # synaptic operations. 1 keeps one synapse per source (the grid set by the largest weight).
 SYNAPSE_COPIES_MAX = 1
+# A layer with one synapse: with k > 1 its grid is k times finer than its largest weight needs
+# (log2(k) more bits of resolution for every channel), and the weights are carried by up to k
+# synapse copies whose 8-bit weights add up to them. Exact in every stage, like the shortcut
+# copies; up to k times the layer's synaptic operations and synapse memory. 1: one synapse.
+LAYER_COPIES_MAX = 1
 
 
 # --------------------------------------------------------------------------------------
@@ -560,7 +565,7 @@ def _quantize_weights(layer: FloatLayer, eff: list[np.ndarray]) -> _Weights:
     qmax = WEIGHT_QMAX
     while True:
         step = _weight_step(eff, qmax, max_w)  # float value of q = 1
-        limit = qmax * max(SYNAPSE_COPIES_MAX, 1)
+        limit = qmax * max(_copies_max(eff), 1)
         q = [np.clip(np.round(w / step), -limit, limit).astype(np.int64) for w in eff]
         ints = tuple(Synapse(s.source, s.kind, 2 * part, **s.geometry())
                      for s, qq in zip(layer.synapses, q, strict=True)
@@ -729,15 +734,25 @@ def quantize(
 def _weight_step(eff: list[np.ndarray], qmax: int, max_w: float) -> float:
     """Float value of ``q = 1``: the largest weight maps to ``qmax``, unless copies are allowed.
 
+    With ``LAYER_COPIES_MAX = k > 1``, a layer with one synapse takes ``max_w / (k * qmax)``.
+
     With ``SYNAPSE_COPIES_MAX = k > 1``, a layer with several synapses takes its step from the
     synapse with the smallest largest weight (so it uses the whole 8-bit range), but no finer
     than ``max_w / (k * qmax)``; larger synapses are then split into copies.
     """
-    if SYNAPSE_COPIES_MAX <= 1 or len(eff) < 2:
+    if len(eff) < 2:
+        return max_w / (qmax * max(LAYER_COPIES_MAX, 1))
+    if SYNAPSE_COPIES_MAX <= 1:
         return max_w / qmax
     peaks = [float(np.abs(w).max(initial=0.0)) for w in eff]
     smallest = min((p for p in peaks if p > 0.0), default=max_w)
     return max(smallest / qmax, max_w / (qmax * SYNAPSE_COPIES_MAX))
+
+
+def _copies_max(eff: list[np.ndarray]) -> int:
+    """The copy limit of a layer with these synapses (:data:`LAYER_COPIES_MAX` for one,
+    :data:`SYNAPSE_COPIES_MAX` for several)."""
+    return LAYER_COPIES_MAX if len(eff) < 2 else SYNAPSE_COPIES_MAX
 
 
 def _split_weights(q: np.ndarray, qmax: int) -> list[np.ndarray]:

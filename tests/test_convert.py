@@ -201,3 +201,56 @@ def test_mlp_on_vector_input():
     assert net.layers[0].synapses[0].kind == "dense"
     x = np.random.default_rng(0).integers(0, 256, (10, 1, 4, 4)).astype(np.uint8)
     assert emulate(net, x, 8).potentials.shape == (10, 3)
+
+
+@pytest.fixture()
+def layer_copies_net(monkeypatch):
+    """``small_cnn`` converted with every single-synapse layer on a 4x finer grid."""
+    from qcfs_lava import convert as convert_mod
+
+    plain, plain_rep = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4)
+    monkeypatch.setattr(convert_mod, "LAYER_COPIES_MAX", 4)
+    net, rep = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4)
+    return plain, plain_rep, net, rep
+
+
+def test_layer_copies_refine_the_grid_and_add_up(layer_copies_net):
+    plain, plain_rep, net, rep = layer_copies_net
+    split = 0
+    for a, b, ra, rb in zip(plain.layers, net.layers, plain_rep.layers, rep.layers,
+                            strict=True):
+        assert rb.weight_step == pytest.approx(ra.weight_step / 4)
+        assert rb.max_weight_error <= ra.max_weight_error
+        assert all(np.abs(s.weight).max() <= hw.WEIGHT_MAX for s in b.synapses)
+        assert 1 <= len(b.synapses) <= 4 and len({s.source for s in b.synapses}) == 1
+        total = sum(s.weight.astype(np.int64) for s in b.synapses)
+        # the copies add up to the same float weights, each grid within half its step
+        # (weight_step is the float value of one unit of the stored weight 2q)
+        np.testing.assert_allclose(total * rb.weight_step, a.synapses[0].weight * ra.weight_step,
+                                   atol=ra.weight_step + rb.weight_step)
+        split += len(b.synapses) > 1
+    assert split == len(net.layers)  # every layer's largest weight needs 4 copies
+
+
+def test_layer_copies_emulate_exactly(layer_copies_net):
+    from netgen import reference_run
+
+    _, _, net, _ = layer_copies_net
+    x = np.random.default_rng(8).integers(0, 256, size=(5, 2, 8, 8), dtype=np.uint8)
+    res = emulate(net, x, 6, record="spikes")
+    pots, trains = reference_run(net, x, 6)
+    np.testing.assert_array_equal(res.potentials, pots)
+    for got, want in zip(res.spikes, trains, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert res.spike_counts.sum() > 0
+
+
+@pytest.mark.lava
+def test_layer_copies_lava_equals_emulator(layer_copies_net):
+    from qcfs_lava.lava_sim import simulate
+    from qcfs_lava.results import compare_results
+
+    _, _, net, _ = layer_copies_net
+    x = np.random.default_rng(9).integers(0, 256, size=(2, 2, 8, 8), dtype=np.uint8)
+    assert compare_results(simulate(net, x, 4, record="spikes"),
+                           emulate(net, x, 4, record="spikes")) == []
