@@ -553,7 +553,8 @@ class _Weights:
     max_w: float
 
 
-def _quantize_weights(layer: FloatLayer, eff: list[np.ndarray]) -> _Weights:
+def _quantize_weights(layer: FloatLayer, eff: list[np.ndarray],
+                      layer_copies: int | None = None) -> _Weights:
     """Step 2: one weight step per layer so the largest weight uses the 8-bit range (or, with
     ``SYNAPSE_COPIES_MAX > 1``, the smallest synapse's largest weight; see :func:`_weight_step`).
 
@@ -564,8 +565,8 @@ def _quantize_weights(layer: FloatLayer, eff: list[np.ndarray]) -> _Weights:
         max_w = 1.0  # all-zero layer: any step works
     qmax = WEIGHT_QMAX
     while True:
-        step = _weight_step(eff, qmax, max_w)  # float value of q = 1
-        limit = qmax * max(_copies_max(eff), 1)
+        step = _weight_step(eff, qmax, max_w, layer_copies)  # float value of q = 1
+        limit = qmax * max(_copies_max(eff, layer_copies), 1)
         q = [np.clip(np.round(w / step), -limit, limit).astype(np.int64) for w in eff]
         ints = tuple(Synapse(s.source, s.kind, 2 * part, **s.geometry())
                      for s, qq in zip(layer.synapses, q, strict=True)
@@ -652,9 +653,10 @@ def _output_exponent(layer: FloatLayer, ex: _Exponent, synapses: tuple[Synapse, 
 
 
 def _quantize_layer(layer: FloatLayer, eff: list[np.ndarray], bias_f: np.ndarray, *,
-                    spiking: bool, phi: float) -> tuple[NeuronLayer, LayerQuantization]:
+                    spiking: bool, phi: float, layer_copies: int | None = None
+                    ) -> tuple[NeuronLayer, LayerQuantization]:
     """Steps 2-4 for one layer: weights, exponent, then the integers and their errors."""
-    w = _quantize_weights(layer, eff)
+    w = _quantize_weights(layer, eff, layer_copies)
     ex = _Exponent(w.step, _per_channel(bias_f, layer.shape))
     if spiking:
         e, vth_mant, v_init, thr_err = _hidden_exponent(layer, ex, w.max_w, phi)
@@ -685,6 +687,7 @@ def quantize(
     levels: int,
     phi: float,
     metadata: dict | None = None,
+    layer_copies: int | None = None,
 ) -> tuple[IntegerNetwork, QuantizationReport]:
     """Quantize folded float layers to the Loihi integer ranges (``docs/contract.md``, section 3).
 
@@ -700,6 +703,7 @@ def quantize(
             ``(x_uint8 / 255 - mean) / std``.
         levels, phi: the QCFS parameters (recorded; ``phi`` sets ``v_init``).
         metadata: extra facts to store in the network.
+        layer_copies: :data:`LAYER_COPIES_MAX` for this call (``None``: the module's).
 
     Returns:
         The integer network and the per-layer quantization report.
@@ -722,7 +726,8 @@ def quantize(
             raise QuantizationError(f"layer {layer.name}: only the last layer may lack an "
                                     "activation, and it must lack one")
         eff, bias_f = _effective_weights(layer, layers, shapes, mean, std)
-        int_layer, row = _quantize_layer(layer, eff, bias_f, spiking=spiking, phi=phi)
+        int_layer, row = _quantize_layer(layer, eff, bias_f, spiking=spiking, phi=phi,
+                                         layer_copies=layer_copies)
         int_layers.append(int_layer)
         report.layers.append(row)
         shapes.append(layer.shape)
@@ -731,7 +736,8 @@ def quantize(
     return net, report
 
 
-def _weight_step(eff: list[np.ndarray], qmax: int, max_w: float) -> float:
+def _weight_step(eff: list[np.ndarray], qmax: int, max_w: float,
+                 layer_copies: int | None = None) -> float:
     """Float value of ``q = 1``: the largest weight maps to ``qmax``, unless copies are allowed.
 
     With ``LAYER_COPIES_MAX = k > 1``, a layer with one synapse takes ``max_w / (k * qmax)``.
@@ -741,7 +747,7 @@ def _weight_step(eff: list[np.ndarray], qmax: int, max_w: float) -> float:
     than ``max_w / (k * qmax)``; larger synapses are then split into copies.
     """
     if len(eff) < 2:
-        return max_w / (qmax * max(LAYER_COPIES_MAX, 1))
+        return max_w / (qmax * max(_copies_max(eff, layer_copies), 1))
     if SYNAPSE_COPIES_MAX <= 1:
         return max_w / qmax
     peaks = [float(np.abs(w).max(initial=0.0)) for w in eff]
@@ -749,10 +755,12 @@ def _weight_step(eff: list[np.ndarray], qmax: int, max_w: float) -> float:
     return max(smallest / qmax, max_w / (qmax * SYNAPSE_COPIES_MAX))
 
 
-def _copies_max(eff: list[np.ndarray]) -> int:
-    """The copy limit of a layer with these synapses (:data:`LAYER_COPIES_MAX` for one,
-    :data:`SYNAPSE_COPIES_MAX` for several)."""
-    return LAYER_COPIES_MAX if len(eff) < 2 else SYNAPSE_COPIES_MAX
+def _copies_max(eff: list[np.ndarray], layer_copies: int | None = None) -> int:
+    """The copy limit of a layer with these synapses (``layer_copies``, default
+    :data:`LAYER_COPIES_MAX`, for one; :data:`SYNAPSE_COPIES_MAX` for several)."""
+    if len(eff) >= 2:
+        return SYNAPSE_COPIES_MAX
+    return LAYER_COPIES_MAX if layer_copies is None else int(layer_copies)
 
 
 def _split_weights(q: np.ndarray, qmax: int) -> list[np.ndarray]:
@@ -794,6 +802,7 @@ def convert(
     std=1.0,
     *,
     metadata: dict | None = None,
+    layer_copies: int | None = None,
 ) -> tuple[IntegerNetwork, QuantizationReport]:
     """Convert a trained QCFS model into an integer spiking network.
 
@@ -804,6 +813,9 @@ def convert(
         mean, std: the model's input normalisation, per channel: its float input is
             ``(x_uint8 / 255 - mean) / std``. It folds into the first layer.
         metadata: JSON-serializable facts to record in the network (class names, ...).
+        layer_copies: ``k >= 1``: every single-synapse layer on a grid ``k`` times finer, its
+            weights carried by up to ``k`` exact synapse copies (:data:`LAYER_COPIES_MAX`;
+            ``None``: that default).
 
     Returns:
         ``(network, report)``: the validated :class:`IntegerNetwork` and the per-layer
@@ -812,4 +824,7 @@ def convert(
     check_supported(model)
     levels, phi = qcfs_params(model)
     layers = _fold_checked(model, input_shape)
-    return quantize(layers, input_shape, mean, std, levels=levels, phi=phi, metadata=metadata)
+    if layer_copies is not None and not 1 <= int(layer_copies) <= 64:
+        raise QuantizationError(f"layer_copies must be 1..64, got {layer_copies}")
+    return quantize(layers, input_shape, mean, std, levels=levels, phi=phi, metadata=metadata,
+                    layer_copies=layer_copies)

@@ -66,13 +66,15 @@ def _require_qcfs(path: str | Path, ckpt: Checkpoint) -> None:
         )
 
 
-def load_source(path: str | Path, *, steps: int | None = None) -> Source:
+def load_source(path: str | Path, *, steps: int | None = None,
+                layer_copies: int | None = None) -> Source:
     """Load a NetX file, or load, hash and convert a checkpoint (each exactly once).
 
     Args:
         path: a NetX file (recognised by its HDF5 signature) or a checkpoint written by
             ``qcfs-lava train`` (loaded with ``weights_only``).
         steps: the ``T`` the network is meant to run at (recorded in its metadata).
+        layer_copies: passed to :func:`qcfs_lava.convert.convert` (checkpoints only).
 
     Raises:
         CheckpointError: the file is missing or unreadable (:class:`NotQcfsCheckpointError`:
@@ -102,12 +104,16 @@ def load_source(path: str | Path, *, steps: int | None = None) -> Source:
     }
     if steps is not None:
         meta["steps"] = int(steps)
+    if layer_copies is not None and int(layer_copies) > 1:
+        meta["layer_copies"] = int(layer_copies)
     mean, std = ckpt.normalization()
-    net, report = convert(ckpt.build_model(), tuple(ckpt.input_shape), mean, std, metadata=meta)
+    net, report = convert(ckpt.build_model(), tuple(ckpt.input_shape), mean, std, metadata=meta,
+                          layer_copies=layer_copies)
     return Source(path, net, report, ckpt, sha)
 
 
-def convert_checkpoint(path: str | Path, *, steps: int | None = None):
+def convert_checkpoint(path: str | Path, *, steps: int | None = None,
+                       layer_copies: int | None = None):
     """Load a training checkpoint and convert it to an integer network.
 
     Args:
@@ -121,7 +127,7 @@ def convert_checkpoint(path: str | Path, *, steps: int | None = None):
 
     if is_hdf5(path):
         load_checkpoint(path)  # raises: a NetX file is not a checkpoint
-    src = load_source(path, steps=steps)
+    src = load_source(path, steps=steps, layer_copies=layer_copies)
     return src.network, src.quantization, src.checkpoint
 
 

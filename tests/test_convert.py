@@ -254,3 +254,27 @@ def test_layer_copies_lava_equals_emulator(layer_copies_net):
     x = np.random.default_rng(9).integers(0, 256, size=(2, 2, 8, 8), dtype=np.uint8)
     assert compare_results(simulate(net, x, 4, record="spikes"),
                            emulate(net, x, 4, record="spikes")) == []
+
+
+def test_export_layer_copies_round_trips_and_emulates(tmp_path, capsys):
+    from pathlib import Path
+
+    from qcfs_lava.cli import main
+    from qcfs_lava.netx import read_netx
+    from qcfs_lava.pipeline import convert_checkpoint
+
+    ckpt = Path(__file__).parent.parent / "netx_exports" / "digits-cnn.pt"
+    out = tmp_path / "copies.net"
+    assert main(["export", str(ckpt), "--out", str(out), "--layer-copies", "4"]) == 0
+    net = read_netx(out)
+    direct, _, _ = convert_checkpoint(ckpt, layer_copies=4)
+    plain, _, _ = convert_checkpoint(ckpt)
+    assert net.metadata["layer_copies"] == 4
+    assert sum(len(lay.synapses) for lay in net.layers) > len(plain.layers)
+    x = np.random.default_rng(2).integers(0, 256, size=(4, *net.input_shape), dtype=np.uint8)
+    a, b = emulate(net, x, 4), emulate(direct, x, 4)
+    np.testing.assert_array_equal(a.potentials, b.potentials)
+    capsys.readouterr()
+    assert main(["export", str(ckpt), "--out", str(tmp_path / "bad.net"),
+                 "--layer-copies", "0"]) == 2
+    assert "--layer-copies must be 1..64" in capsys.readouterr().err

@@ -31,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--steps", type=int, default=None, metavar="T",
         help="time steps T the network is meant to run (recorded in the file's metadata)",
     )
+    p.add_argument(
+        "--layer-copies", type=int, default=1, metavar="K",
+        help="put every single-synapse layer on a K times finer weight grid, its weights "
+        "carried by up to K exact synapse copies (1..64; up to K times the layer's synaptic "
+        "operations and synapse memory; default 1)",
+    )
     add_force_arg(p)
     p.add_argument(
         "--format", choices=("netx", "nir"), default="netx",
@@ -59,6 +65,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     if args.steps is not None and args.steps < 1:
         raise CheckpointError(f"--steps must be >= 1, got {args.steps}")
+    if not 1 <= args.layer_copies <= 64:
+        raise CheckpointError(f"--layer-copies must be 1..64, got {args.layer_copies}")
     if args.format == "nir":
         from qcfs_lava.cli.nir_cmds import run_export_nir
 
@@ -68,13 +76,15 @@ def run_export(args: argparse.Namespace) -> int:
     check_output_path(out, arg="--out", kind="hdf5", inputs=[args.checkpoint], force=args.force)
     check_output_path(export_config_path(out), arg=f"--out's {out.name}.json", kind="json",
                       inputs=[args.checkpoint], force=args.force)
-    net, report, _ = convert_checkpoint(args.checkpoint, steps=args.steps)
+    net, report, _ = convert_checkpoint(args.checkpoint, steps=args.steps,
+                                        layer_copies=args.layer_copies)
     config = {
         "command": "export",
         "checkpoint": str(args.checkpoint),
         "checkpoint_sha256": net.metadata["checkpoint_sha256"],
         "out": str(out),
         "steps": args.steps,
+        "layer_copies": args.layer_copies,
         "levels": net.levels,
         "phi": net.phi,
         "qcfs_lava_version": __version__,
