@@ -134,11 +134,6 @@ def _conv_unfold(s, w, stride, padding, dilation, groups) -> torch.Tensor:
     return out.reshape(n, co, oh, ow)
 
 
-def _compile(net: IntegerNetwork, device: torch.device) -> list[list[_CompiledSynapse]]:
-    return [[_compile_synapse(syn, net.source_shape(syn.source), device)
-             for syn in layer.synapses] for layer in net.layers]
-
-
 @dataclass(frozen=True, eq=False)
 class _CompiledLayer:
     """One neuron layer, ready to run: its synapses and constants on the device."""

@@ -58,10 +58,10 @@ def test_pool_folded_synapses_run_factored_and_exact():
     from test_convert import small_cnn
 
     from qcfs_lava.convert import convert
-    from qcfs_lava.emulator import _compile
+    from qcfs_lava.emulator import _compiled_network
 
     net, _ = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4)
-    compiled = _compile(net, torch.device("cpu"))
+    compiled = [cl.synapses for cl in _compiled_network(net, torch.device("cpu"))]
     assert compiled[1][0].pool == (2, 2) and compiled[1][0].weight.shape[2:] == (3, 3)
     assert compiled[2][0].pool == (2, 2) and compiled[2][0].weight.shape == (5, 6 * 2 * 2)
     rng = np.random.default_rng(3)
