@@ -442,6 +442,10 @@ def test_ctrl_c_exits_130_without_traceback():
         [sys.executable, "-c", "import sys; from qcfs_lava.cli import main; sys.exit(main())",
          "emulate", str(EXAMPLE), "--steps", "100000", "--samples", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # Ctrl-C's default action, as in a terminal's foreground job: a test run started in
+        # the background of a non-interactive shell ignores SIGINT, and Python keeps an
+        # inherited "ignore" (no KeyboardInterrupt at all)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         seen = ""
