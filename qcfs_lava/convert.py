@@ -97,6 +97,15 @@ def _pair(v) -> tuple[int, int]:
     return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
 
 
+def adaptive_pool_kernel(path: str, m: nn.Module, h: int, w: int) -> tuple[int, int]:
+    """Kernel (= stride) of an ``AdaptiveAvgPool2d`` on an ``h x w`` map, if it is uniform."""
+    out = _pair(m.output_size)
+    if h % out[0] or w % out[1]:
+        raise UnsupportedLayerError(f"{path}: AdaptiveAvgPool2d{out} on {h}x{w} is not "
+                                    "a uniform pooling")
+    return (h // out[0], w // out[1])
+
+
 def _is_block(m: nn.Module) -> bool:
     return all(hasattr(m, a) for a in ("residual", "shortcut", "act")) and isinstance(
         m.residual, nn.Sequential
@@ -316,12 +325,7 @@ class _Folder:
             raise UnsupportedLayerError(f"{path}: pooling needs a (C, H, W) input")
         c, h, w = self.shape
         if isinstance(m, nn.AdaptiveAvgPool2d):
-            out = _pair(m.output_size)
-            if h % out[0] or w % out[1]:
-                raise UnsupportedLayerError(f"{path}: AdaptiveAvgPool2d{out} on {h}x{w} is not "
-                                            "a uniform pooling")
-            k = (h // out[0], w // out[1])
-            s = k
+            k = s = adaptive_pool_kernel(path, m, h, w)
         else:
             if any(_pair(m.padding)) or m.ceil_mode or not m.count_include_pad or \
                     m.divisor_override is not None:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from qcfs_lava.convert import adaptive_pool_kernel
 from qcfs_lava.errors import NirError, UnsupportedLayerError
 from qcfs_lava.model.qcfs import QCFS
 from qcfs_lava.nir_exchange.semantics import FORMAT, NAMESPACE, VERSION, require_nir
@@ -218,12 +219,8 @@ class _Builder:
             raise UnsupportedLayerError(f"{path}: pooling needs a (C, H, W) input")
         c, h, w = src.shape
         if isinstance(m, nn.AdaptiveAvgPool2d):
-            out = _pair(m.output_size)
-            if h % out[0] or w % out[1]:
-                raise UnsupportedLayerError(f"{path}: AdaptiveAvgPool2d{out} on {h}x{w} is not "
-                                            "a uniform pooling")
-            k = (h // out[0], w // out[1])
-            s, p = k, (0, 0)
+            k = s = adaptive_pool_kernel(path, m, h, w)
+            p = (0, 0)
         else:
             if m.ceil_mode or (any(_pair(m.padding)) and not m.count_include_pad) or \
                     m.divisor_override is not None:
