@@ -11,6 +11,9 @@ For every hidden activation layer with threshold :math:`\theta = \lambda`:
 The same normalised image enters the first layer at every step; the logits at ``T`` are the
 mean of the classifier outputs over the first ``T`` steps, so one pass of ``max(steps)`` steps
 yields the accuracy at every requested ``T``.
+
+The float ANN side lives here too: :func:`evaluate_ann` (accuracy) and :func:`train_epoch`
+(one optimisation pass), which training, calibration and fine-tuning share.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ __all__ = [
     "simulate_snn",
     "snn_outputs",
     "to_snn",
+    "train_epoch",
 ]
 
 
@@ -177,6 +181,29 @@ def evaluate_ann(
 
 
 @torch.no_grad()
+def train_epoch(model: nn.Module, batches, loss_fn, optimizer, device) -> tuple[float, float]:
+    """One optimisation pass over ``batches`` of ``(x, y)``; the model is in training mode.
+
+    ``batches`` may be a :func:`qcfs_lava.progress.bar` (its postfix shows the running loss).
+
+    Returns:
+        ``(mean loss, accuracy)`` over the samples seen.
+    """
+    total, seen, correct = 0.0, 0, 0
+    for xb, yb in batches:
+        xb, yb = xb.to(device), yb.to(device)
+        logits = model(xb)
+        loss = loss_fn(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(yb)
+        seen += len(yb)
+        correct += int((logits.argmax(1) == yb).sum())
+        if hasattr(batches, "set_postfix"):
+            batches.set_postfix(loss=f"{total / seen:.4f}")
+    return total / max(seen, 1), correct / max(seen, 1)
+
 def simulate_snn(
     model: nn.Module,
     x_float: torch.Tensor,

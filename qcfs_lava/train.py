@@ -41,7 +41,7 @@ from qcfs_lava.model.qcfs import QCFS
 from qcfs_lava.model.zoo import build_model
 from qcfs_lava.progress import bar as progress_bar
 from qcfs_lava.progress import line as progress_line
-from qcfs_lava.snn import evaluate_ann
+from qcfs_lava.snn import evaluate_ann, train_epoch
 
 __all__ = ["RECIPES", "TrainConfig", "recipe", "train"]
 
@@ -179,29 +179,6 @@ def _model_kwargs(config: TrainConfig, split) -> dict[str, Any]:
     }
 
 
-
-def train_epoch(model: nn.Module, batches, loss_fn, optimizer, device) -> tuple[float, float]:
-    """One optimisation pass over ``batches`` of ``(x, y)``; the model is in training mode.
-
-    ``batches`` may be a :func:`qcfs_lava.progress.bar` (its postfix shows the running loss).
-
-    Returns:
-        ``(mean loss, accuracy)`` over the samples seen.
-    """
-    total, seen, correct = 0.0, 0, 0
-    for xb, yb in batches:
-        xb, yb = xb.to(device), yb.to(device)
-        logits = model(xb)
-        loss = loss_fn(logits, yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += float(loss.detach()) * len(yb)
-        seen += len(yb)
-        correct += int((logits.argmax(1) == yb).sum())
-        if hasattr(batches, "set_postfix"):
-            batches.set_postfix(loss=f"{total / seen:.4f}")
-    return total / max(seen, 1), correct / max(seen, 1)
 
 def train(
     config: TrainConfig,
