@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from qcfs_lava.analysis.report import ReportConfig, make_report
 from qcfs_lava.checkpoint import Checkpoint, save_checkpoint
 from qcfs_lava.data import load_dataset
 from qcfs_lava.errors import AnalysisError
 from qcfs_lava.model.zoo import build_model
+from qcfs_lava.report import ReportConfig, make_report
 
 
 def _checkpoint(tmp_path, activation="qcfs", name="tiny.pt"):
@@ -82,7 +82,7 @@ def test_report_lava_subset_matches_emulator(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_tiny_config_and_resume(tmp_path):
-    from qcfs_lava.analysis.sweep import SweepConfig, run_sweep
+    from qcfs_lava.sweep import SweepConfig, run_sweep
 
     cfg = SweepConfig(dataset="digits", levels=(2,), shift_levels=2, steps=(1, 2), epochs=1,
                       width=2, samples=30, device="cpu")

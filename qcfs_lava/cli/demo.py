@@ -30,12 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qcfs_lava.analysis.report import ReportConfig, make_report
     from qcfs_lava.data import load_dataset
     from qcfs_lava.io import write_json
     from qcfs_lava.network import format_table
     from qcfs_lava.netx import write_netx
     from qcfs_lava.pipeline import convert_checkpoint, load_source, run_chain
+    from qcfs_lava.report import ReportConfig, make_report
     from qcfs_lava.train import TrainConfig, train
 
     t_start = time.perf_counter()

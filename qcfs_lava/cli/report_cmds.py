@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train ReLU, clip-floor and clip-floor-shift models for several L, then "
         "evaluate ANN accuracy vs L and float-SNN accuracy vs T; write DIR/sweep.md, "
         "DIR/sweep.json and plots. Trained runs are reused unless --no-resume. Options left "
-        "out take the defaults of qcfs_lava.analysis.sweep.SweepConfig; sweep.json records "
+        "out take the defaults of qcfs_lava.sweep.SweepConfig; sweep.json records "
         "the resolved values.",
     )
     s.add_argument("--dataset", default=None, help="dataset name")
@@ -91,7 +91,7 @@ def _setup_logging() -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from qcfs_lava.analysis.report import ReportConfig, make_report
+    from qcfs_lava.report import ReportConfig, make_report
 
     _setup_logging()
     if args.lava_samples < 0:
@@ -147,7 +147,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
-    from qcfs_lava.analysis.sweep import SweepConfig, run_sweep
+    from qcfs_lava.sweep import SweepConfig, run_sweep
 
     _setup_logging()
     options = {k: getattr(args, k) for k in _SWEEP_OPTIONS if getattr(args, k) is not None}
