@@ -180,7 +180,6 @@ def evaluate_ann(
     return correct / max(len(y), 1)
 
 
-@torch.no_grad()
 def train_epoch(model: nn.Module, batches, loss_fn, optimizer, device) -> tuple[float, float]:
     """One optimisation pass over ``batches`` of ``(x, y)``; the model is in training mode.
 
@@ -204,6 +203,7 @@ def train_epoch(model: nn.Module, batches, loss_fn, optimizer, device) -> tuple[
             batches.set_postfix(loss=f"{total / seen:.4f}")
     return total / max(seen, 1), correct / max(seen, 1)
 
+@torch.no_grad()
 def simulate_snn(
     model: nn.Module,
     x_float: torch.Tensor,
