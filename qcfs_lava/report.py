@@ -202,7 +202,7 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
         warnings.warn(f"membrane saturation occurred (per T: {saturations})", stacklevel=2)
 
     ann_acc, relu_acc = budget.qcfs_ann, budget.relu_ann
-    float_snn, integer_snn, lava = budget.float_snn, budget.integer_snn, budget.lava or {}
+    float_snn, integer_snn, lava = budget.float_snn, budget.integer_snn, budget.lava
     plot_paths = _plots(out, steps, tb, ann_acc, relu_acc, float_snn, integer_snn, lava,
                         counts, energy, breakdowns, ckpt.model, dataset)
     data = {
@@ -236,7 +236,7 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
     data["resources"] = resources.to_dict()
     data = to_jsonable(data)
     md_path = write_text(out / "report.md",
-                         _markdown(data, counts[tb], energy[tb], constants, qreport)
+                         _markdown(data, budget, counts[tb], energy[tb], constants, qreport)
                          + "\n" + format_resources_markdown(resources) + "\n")
     json_path = write_json(out / "report.json", data)
     return ReportResult(out, md_path, json_path, plot_paths, data, counts, energy, budget)
@@ -247,7 +247,7 @@ def _plots(out, steps, tb, ann_acc, relu_acc, float_snn, integer_snn, lava, coun
     paths = [
         plots.plot_accuracy_vs_steps(
             out / "accuracy_vs_steps.png", steps, ann_acc, float_snn, integer_snn,
-            {tb: lava["accuracy"]} if lava.get("accuracy") is not None else None,
+            {tb: lava.accuracy} if lava is not None and lava.accuracy is not None else None,
             relu=relu_acc, title=f"{model_name} on {dataset}",
         )
     ]
@@ -282,8 +282,8 @@ def _plots(out, steps, tb, ann_acc, relu_acc, float_snn, integer_snn, lava, coun
     return paths
 
 
-def _markdown(data: dict, ops: OpCounts, energy: EnergyEstimate, constants: EnergyConstants,
-              qreport) -> str:
+def _markdown(data: dict, budget: ErrorBudget, ops: OpCounts, energy: EnergyEstimate,
+              constants: EnergyConstants, qreport) -> str:
     b = data["error_budget"]
     tb = data["config"]["budget_steps"]
     acc = data["accuracy"]
@@ -297,25 +297,8 @@ def _markdown(data: dict, ops: OpCounts, energy: EnergyEstimate, constants: Ener
         "",
         f"## Error budget (T = {tb})",
         "",
-        "| stage | accuracy |",
-        "|---|---:|",
-        f"| ReLU ANN | {_pct(b['relu_ann'])} |",
-        f"| QCFS ANN | {_pct(b['qcfs_ann'])} |",
-        f"| float SNN (contract section 2) | {_pct(b['float_snn'][str(tb)])} |",
-        f"| integer SNN, emulator (contract section 3) | {_pct(b['integer_snn'][str(tb)])} |",
+        budget.format_markdown(tb),
     ]
-    lava = b["lava"]
-    if lava and "skipped" not in lava:
-        lines += [
-            f"| integer SNN, emulator, on the Lava subset ({lava['samples']} samples) | "
-            f"{_pct(lava['integer_snn_accuracy_same_subset'])} |",
-            f"| Lava simulation ({lava['samples']} samples) | {_pct(lava['accuracy'])} |",
-            "",
-            f"Emulator-vs-Lava mismatches (spike and output-potential entries): "
-            f"**{lava['mismatches']}** (must be 0).",
-        ]
-    elif lava:
-        lines += ["", f"Lava run skipped: {lava['skipped']}"]
     lines += [
         "",
         "## Accuracy vs time steps",

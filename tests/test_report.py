@@ -74,7 +74,8 @@ def test_report_lava_subset_matches_emulator(tmp_path):
     cfg = ReportConfig(checkpoint=str(path), steps=(2,), samples=6, lava_samples=2)
     res = make_report(cfg, tmp_path / "rep")
     lava = res.data["error_budget"]["lava"]
-    assert lava == res.budget.lava
+    assert lava == res.budget.lava.to_dict()
+    assert res.budget.lava.identical
     assert "skipped" not in lava, lava
     assert lava["samples"] == 2 and lava["mismatches"] == 0
     assert np.isclose(lava["accuracy"], lava["integer_snn_accuracy_same_subset"])

@@ -70,22 +70,15 @@ def run(args: argparse.Namespace) -> int:
         out / "report", progress=True,
     )
     budget = report.budget
-    lava = budget.lava or {}
     counts = report.counts[args.steps]
     energy = report.energy[args.steps]
 
     print("[5/5] summary")
+    print(budget.format(steps=[args.steps]))
     lines = [
-        f"  QCFS-ANN accuracy           {100 * budget.qcfs_ann:.2f}%",
-        f"  float SNN   (T={args.steps:>2})        {100 * budget.float_snn[args.steps]:.2f}%",
         f"  integer SNN (T={args.steps:>2}, file)  {100 * emu.accuracy:.2f}%"
         f"  ({len(split.y_test)} samples)",
     ]
-    if lava and "accuracy" in lava:
-        lines.append(f"  Lava        (T={args.steps:>2})        {100 * lava['accuracy']:.2f}% "
-                     f"on {lava['samples']} samples; emulator on the same: "
-                     f"{100 * lava['integer_snn_accuracy_same_subset']:.2f}%")
-        lines.append(f"  emulator vs Lava mismatches {lava['mismatches']}")
     lines += [
         f"  spikes per sample           {counts.per_sample('spikes'):.0f}",
         f"  SynOps per sample           {counts.per_sample('synops'):.0f} "
@@ -104,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         "error_budget": budget.to_dict(), "integer_snn_from_file": emu.accuracy,
         "report": str(report.markdown), "netx": str(args.export),
     })
-    if lava and lava.get("mismatches"):
+    if budget.lava is not None and budget.lava.mismatches:
         print("error: the Lava run and the emulator differ; they must be identical")
         return 1
     return 0

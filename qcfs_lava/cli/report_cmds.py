@@ -123,27 +123,10 @@ def run_report(args: argparse.Namespace) -> int:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # leave no empty output folder behind
         raise
-    b = result.data["error_budget"]
-
-    def pct(v):
-        return "n/a" if v is None else f"{100 * v:.2f}%"
-
-    tb = str(config.budget_steps)
-    print(f"error budget at T={tb} on {b['samples']} samples:")
-    print(f"  ReLU ANN     {pct(b['relu_ann'])}")
-    print(f"  QCFS ANN     {pct(b['qcfs_ann'])}")
-    print(f"  float SNN    {pct(b['float_snn'][tb])}")
-    print(f"  integer SNN  {pct(b['integer_snn'][tb])}")
-    lava = b.get("lava")
-    if lava and "skipped" not in lava:
-        print(f"  Lava         {pct(lava['accuracy'])} on {lava['samples']} samples, "
-              f"{lava['mismatches']} mismatches with the emulator")
-    elif lava:
-        print(f"  Lava         skipped: {lava['skipped']}")
+    print(result.budget.format(steps=[config.budget_steps]))
     print(f"wrote {result.markdown}, {result.json} and {len(result.plots)} plots")
-    if lava and lava.get("mismatches"):
-        return 1
-    return 0
+    lava = result.budget.lava
+    return 1 if lava is not None and lava.mismatches else 0
 
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
