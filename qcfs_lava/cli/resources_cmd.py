@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from qcfs_lava.hardware import CHIPS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``resources`` command."""
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "that spike traffic, hops and the Loihi 1 energy use measured spike counts.",
     )
     p.add_argument("file", metavar="FILE.net", help="NetX file (or qcfs-lava checkpoint)")
-    p.add_argument("--chip", choices=("loihi1", "loihi2"), default="loihi1",
+    p.add_argument("--chip", choices=CHIPS, default="loihi1",
                    help="chip whose limits to check (default: loihi1)")
     p.add_argument("--json", default=None, metavar="FILE", help="write every number as JSON")
     p.add_argument("--samples", type=int, default=None,
