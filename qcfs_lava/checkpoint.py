@@ -200,7 +200,7 @@ def _required(f: dataclasses.Field) -> bool:
 def _field_checks() -> dict[str, Callable[[Any, str], Any]]:
     """One check per :class:`Checkpoint` field: exact type and range; returns the plain value."""
     from qcfs_lava.data import DATASETS, NPZ_PREFIX
-    from qcfs_lava.model.zoo import MODELS
+    from qcfs_lava.model.zoo import ACTIVATIONS, MODELS
 
     def one_of(choices: Iterable[str]):
         choices = tuple(choices)
@@ -252,7 +252,7 @@ def _field_checks() -> dict[str, Callable[[Any, str], Any]]:
         "state_dict": state_dict,
         "levels": lambda v, w: exact_int(v, w, 1, LEVELS_MAX),
         "phi": lambda v, w: finite_float(v, w, 0.0, 1.0),
-        "activation": one_of(("qcfs", "relu")),
+        "activation": one_of(ACTIVATIONS),
         "dataset": dataset,
         "input_shape": lambda v, w: exact_int_vector(v, w, 1, INDEX_MAX, 3),
         "num_classes": lambda v, w: exact_int(v, w, 1, INDEX_MAX),

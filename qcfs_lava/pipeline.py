@@ -131,16 +131,6 @@ def convert_checkpoint(path: str | Path, *, steps: int | None = None,
     return src.network, src.quantization, src.checkpoint
 
 
-def load_network(path: str | Path, *, steps: int | None = None):
-    """An integer network from a NetX file or a checkpoint (converted in memory).
-
-    Returns:
-        ``(network, report_or_None, checkpoint_or_None)``.
-    """
-    src = load_source(path, steps=steps)
-    return src.network, src.quantization, src.checkpoint
-
-
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:6.2f}%"
 
@@ -462,31 +452,3 @@ def run_chain(
             budget.lava = check_lava(net, x[:k], y[:k], tl, batch_size=batch_size,
                                      device=device)
     return ChainResult(source, budget, runs, breakdowns)
-
-
-def error_budget(
-    net: IntegerNetwork,
-    x: np.ndarray,
-    y: np.ndarray,
-    steps: Sequence[int],
-    *,
-    checkpoint: Checkpoint | None = None,
-    record: str | None = None,
-    batch_size: int = 256,
-    device: str = "cpu",
-    progress: bool = False,
-) -> ErrorBudget:
-    """ANN -> float SNN -> integer SNN accuracy for each ``T`` in ``steps``.
-
-    A shorthand for :func:`run_chain` on an already built network.
-
-    Args:
-        net: the integer network.
-        x, y: uint8 test images ``(N, *net.input_shape)`` and labels.
-        steps: the ``T`` values.
-        checkpoint: the checkpoint ``net`` came from (for the ANN and float-SNN columns).
-        record: what the emulator records.
-    """
-    source = Source(Path(str(net.metadata.get("checkpoint", ""))), net, None, checkpoint)
-    return run_chain(source, x, y, steps, record=record, batch_size=batch_size,
-                     device=device, progress=progress).budget

@@ -237,3 +237,16 @@ def test_run_nir_file_scores_each_runner_against_the_float_snn(tmp_path, digits)
     assert "literal" in RUNNERS
     with pytest.raises(ValueError, match="not one of"):
         run_nir_file(out, x[:2], y[:2], [8], runner="bogus")
+
+
+def test_nir_if_neuron_is_the_float_if_neuron_with_unit_spikes():
+    from qcfs_lava.nir_exchange.importer import NirIFNeuron
+    from qcfs_lava.snn import IFNeuron
+
+    x = torch.randn(5, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    nir_if, float_if = NirIFNeuron(0.7, 0.35), IFNeuron(0.7, 0.5)
+    assert isinstance(nir_if, IFNeuron) and float(nir_if.v_threshold) == pytest.approx(0.7)
+    for _ in range(6):
+        unit, scaled = nir_if(x), float_if(x)
+        assert torch.equal(unit * float_if.thresh, scaled)  # same spikes, amplitude 1 vs theta
+    assert nir_if.spikes == float_if.spikes > 0

@@ -53,13 +53,13 @@ def run(args: argparse.Namespace) -> int:
     )
     from qcfs_lava.errors import AnalysisError
     from qcfs_lava.io import write_json
-    from qcfs_lava.pipeline import load_network
+    from qcfs_lava.pipeline import load_source
 
     if args.samples is not None and args.samples < 1:
         raise AnalysisError(f"--samples must be >= 1, got {args.samples}")
     if args.steps is not None and args.steps < 1:
         raise AnalysisError(f"--steps must be >= 1, got {args.steps}")
-    net, _, _ = load_network(args.file, steps=args.steps)
+    net = load_source(args.file, steps=args.steps).network
     ops = counts = None
     steps = None
     pools: dict = {}
