@@ -27,7 +27,7 @@ def _needs_data() -> None:
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".net"])
-def test_recorded_sha256(suffix):
+def test_example_files_match_the_sha256_in_netx_exports_readme(suffix):
     digest = hashlib.sha256((EXPORTS / f"{NAME}{suffix}").read_bytes()).hexdigest()
     assert digest in SECTION
 

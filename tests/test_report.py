@@ -101,7 +101,7 @@ def test_sweep_tiny_config_and_resume(tmp_path):
     assert again.data["ann_accuracy"] == data["ann_accuracy"]
 
 
-def test_report_cli(tmp_path, capsys):
+def test_report_command_takes_energy_constants_and_refuses_unknown_ones(tmp_path, capsys):
     from qcfs_lava.cli import main
 
     path = _checkpoint(tmp_path)

@@ -24,7 +24,7 @@ def imported():
     return model, net, report
 
 
-def test_residual_structure(imported):
+def test_each_basic_block_becomes_one_layer_with_a_shortcut_synapse(imported):
     _, net, _ = imported
     merged = [layer for layer in net.layers if len(layer.synapses) == 2]
     assert len(merged) == 9  # one add per basic block

@@ -72,7 +72,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_config_validation():
+def test_train_config_refuses_unknown_optimizer_and_zero_epochs():
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="epochs"):
