@@ -26,7 +26,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     3: ("network", "convert", "netx", "results"),
     4: ("emulator", "lava_sim", "nir_exchange"),
     5: ("analysis",),
-    6: ("pipeline", "report", "sweep"),
+    6: ("pipeline", "report", "sweep", "demo"),
     7: ("cli",),
 }
 

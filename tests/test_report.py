@@ -135,3 +135,28 @@ def test_emulate_json_and_report_json_carry_the_same_error_budget(tmp_path):
     assert set(from_report) == {"steps", "samples", "qcfs_ann", "relu_ann", "float_snn",
                                 "integer_snn", "lava"}
     assert from_report["qcfs_ann"] is not None and from_report["float_snn"]["4"] is not None
+
+
+@pytest.mark.slow
+def test_demo_trains_exports_emulates_and_reports_and_reuses_its_run(tmp_path, capsys):
+    from qcfs_lava.cli import main
+    from qcfs_lava.demo import DemoConfig, run_demo
+    from qcfs_lava.netx import read_netx
+
+    config = DemoConfig(out=str(tmp_path / "demo"), export=str(tmp_path / "demo.net"),
+                        epochs=1, steps=4, lava_samples=0)
+    said: list[str] = []
+    result = run_demo(config, say=said.append)
+    assert not result.reused and result.lava_identical
+    assert [s[:5] for s in said if s.startswith("[")] == ["[1/5]", "[2/5]", "[3/5]", "[4/5]"]
+    assert read_netx(config.export).metadata["steps"] == 4
+    assert result.test_samples == len(load_dataset("digits").y_test)
+    assert 0.0 <= result.file_accuracy <= 1.0
+    summary = json.loads(result.summary.read_text())
+    assert summary["config"]["epochs"] == 1 and summary["error_budget"]["steps"] == [
+        1, 2, 4, 8, 16, 32]
+    # the command reuses the finished run and prints the same budget
+    assert main(["demo", "--out", config.out, "--export", config.export, "--steps", "4",
+                 "--lava-samples", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "reusing" in text and "error budget on" in text and "[5/5] summary" in text
