@@ -32,6 +32,7 @@ def test_example_files_match_the_sha256_in_netx_exports_readme(suffix):
     assert digest in SECTION
 
 
+@pytest.mark.slow
 def test_emulate_reproduces_the_recorded_subset_accuracy(tmp_path):
     """``qcfs-lava emulate`` on the file, the first 100 test images, the file's T."""
     _needs_data()

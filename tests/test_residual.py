@@ -62,6 +62,7 @@ def test_residual_netx_round_trip(imported, tmp_path):
 
 
 @pytest.mark.lava
+@pytest.mark.slow
 def test_imported_resnet20_lava_equals_emulator(imported):
     from qcfs_lava.lava_sim import simulate
 
@@ -136,6 +137,7 @@ def test_shortcut_copies_refine_the_grid_and_add_up(imported, split_net):
     assert finer == 9  # every add layer gets a finer grid
 
 
+@pytest.mark.slow
 def test_shortcut_copies_round_trip_and_emulate(split_net, tmp_path):
     net, _ = split_net
     assert read_netx(write_netx(net, tmp_path / "split.net")).equals(net)
@@ -150,6 +152,7 @@ def test_shortcut_copies_round_trip_and_emulate(split_net, tmp_path):
 
 
 @pytest.mark.lava
+@pytest.mark.slow
 def test_shortcut_copies_lava_equals_emulator(split_net):
     from qcfs_lava.lava_sim import simulate
 
