@@ -357,11 +357,17 @@ def write_netx(
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
-        NetxFormatError: the metadata cannot be stored (not JSON).
+        NetxFormatError: the metadata cannot be stored (not JSON), or the network uses
+            integer ranges other than Loihi's (a wider-weight experiment).
     """
     from qcfs_lava.io import to_jsonable
 
     path = Path(path)
+    if net.ranges != hw.LOIHI_RANGES:
+        raise NetxFormatError(
+            f"{path}: the network has {net.ranges.weight_bits}-bit weights, an experiment "
+            f"beyond Loihi's {hw.WEIGHT_PRECISION_BITS}-bit synapses; NetX files hold Loihi "
+            "networks only (convert with the default weight_bits to export)")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     _metadata_json(net)  # fail before creating anything

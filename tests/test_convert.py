@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from qcfs_lava import hardware as hw
-from qcfs_lava.convert import convert, fold
+from qcfs_lava.convert import ConversionConfig, convert, fold
 from qcfs_lava.emulator import emulate
 from qcfs_lava.errors import QuantizationError, UnsupportedLayerError
 from qcfs_lava.model.qcfs import QCFS
@@ -204,13 +204,11 @@ def test_mlp_on_vector_input():
 
 
 @pytest.fixture()
-def layer_copies_net(monkeypatch):
+def layer_copies_net():
     """``small_cnn`` converted with every single-synapse layer on a 4x finer grid."""
-    from qcfs_lava import convert as convert_mod
-
     plain, plain_rep = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4)
-    monkeypatch.setattr(convert_mod, "LAYER_COPIES_MAX", 4)
-    net, rep = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4)
+    net, rep = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4,
+                       config=ConversionConfig(layer_copies=4))
     return plain, plain_rep, net, rep
 
 
