@@ -39,7 +39,7 @@ INPUT = -1  # the ``source`` of a synapse fed by the network input
 SYNAPSE_KINDS = ("dense", "conv")
 
 
-def _pair(value, name: str, where: str) -> tuple[int, int]:
+def _checked_pair(value, name: str, where: str) -> tuple[int, int]:
     try:
         return pair(value)
     except (ValueError, TypeError):
@@ -145,7 +145,7 @@ class Synapse(SynapseGeometry):
         for name in GEOMETRY_FIELDS:
             value = getattr(self, name)
             object.__setattr__(self, name, int(value) if name == "groups"
-                               else _pair(value, name, where))
+                               else _checked_pair(value, name, where))
         if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
             raise NetworkValidationError(f"{where}: invalid stride/padding/dilation")
         if self.groups < 1 or (self.kind == "conv" and w.shape[0] % self.groups):
