@@ -335,3 +335,8 @@ def test_wider_weights_widen_the_ranges_the_emulator_follows(tmp_path):
     with pytest.raises(NetxFormatError, match="12-bit"):
         write_netx(net12, tmp_path / "wide.net")
     assert not (tmp_path / "wide.net").exists()
+    from qcfs_lava.errors import NetworkValidationError
+    from qcfs_lava.lava_sim import simulate
+
+    with pytest.raises(NetworkValidationError, match="12-bit"):  # refused before Lava starts
+        simulate(net12, x, 2)
