@@ -143,3 +143,26 @@ def test_each_walker_helper_is_defined_once():
     assert all(len(where) == 1 for where in defined.values()), defined
     assert set(defined["pair"]) == {"qcfs_lava/geometry.py"}
     assert set(defined["is_block"]) == {"qcfs_lava/model/walk.py"}
+
+
+def test_a_new_module_type_is_one_registration(monkeypatch):
+    """Registering ``nn.Dropout1d`` as a ``skip`` is all convert, the NIR export's walk and
+    calibration need (the registry is patched for this test only)."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), QCFS(4, 0.5, 1.0), nn.Dropout1d(0.1),
+                          nn.Linear(3, 2)).eval()
+    with pytest.raises(UnsupportedLayerError, match="Dropout1d"):
+        convert(model, (4,))
+    kinds = tuple(dataclasses.replace(k, types=k.types + (nn.Dropout1d,)) if k.name == "skip"
+                  else k for k in walk.MODULE_KINDS)
+    monkeypatch.setattr(walk, "MODULE_KINDS", kinds)
+    net, _ = convert(model, (4,))
+    plain, _ = convert(nn.Sequential(*[m for m in model if not isinstance(m, nn.Dropout1d)]),
+                       (4,))
+    assert net.equals(plain)
+    assert calibrate._role(nn.Dropout1d()) == "pass"
+    pytest.importorskip("nir", reason="the NIR export needs the optional nir extra")
+    graph = nir_export.to_nir(model, (4,))
+    assert not any("Dropout" in name for name in graph.nodes)
