@@ -108,7 +108,7 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     thresh_decay: bool = False
     init_from: str | None = None
-    init_percentile: float = 99.9
+    init_percentile: float = 99.5
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam"):

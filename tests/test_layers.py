@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "qcfs_lava"
 # layer -> rooms; "__init__" is the package root (it holds ``__version__``)
 LAYERS: dict[int, tuple[str, ...]] = {
     0: ("__init__", "errors", "hardware", "validate", "io", "progress", "interrupt",
-        "safe_hdf5"),
+        "safe_hdf5", "geometry"),
     1: ("model", "data"),
     2: ("checkpoint", "snn", "calibrate", "train", "finetune"),
     3: ("network", "convert", "netx", "results"),

@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start from this checkpoint of the same model and data (e.g. a ReLU "
                    "run): calibrated to QCFS, written as OUT/init.pt, then trained")
     p.add_argument("--init-percentile", type=float, default=None,
-                   help="calibration percentile for --init-from (default 99.9)")
+                   help="calibration percentile for --init-from (default 99.5)")
     p.set_defaults(func=run_train)
 
     e = sub.add_parser(
