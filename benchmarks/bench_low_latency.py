@@ -268,7 +268,7 @@ def main() -> None:
         "rows": [], "skipped": {},
     }
     for item in args.ours:
-        name, _, path = item.partition("=")
+        name, _, path = item.rpartition("=")
         result["rows"].append(ours_row(name, path, x_u8, y_np, args.steps, args.batch_size))
     # the ReLU network's structure gives the peers' fan-out (the QCFS layout, same layers)
     from qcfs_lava.calibrate import CalibrationConfig, calibrate
