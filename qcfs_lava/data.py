@@ -40,6 +40,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,7 @@ __all__ = [
     "load_dataset",
     "load_npz",
     "load_test_samples",
+    "check_sample_shape",
     "normalize",
     "read_idx",
     "torch_dataset",
@@ -547,6 +549,20 @@ def load_test_samples(name: str | None, root: str | Path | None = None,
     if samples is not None:
         x, y = x[:samples], y[:samples]
     return np.ascontiguousarray(x), y, split
+
+
+def check_sample_shape(x: np.ndarray, split: DataSplit, input_shape: Sequence[int],
+                       source: str | Path, own_dataset: str | None) -> None:
+    """Refuse test samples ``x`` (of ``split``) that a model of ``input_shape`` cannot take.
+
+    Raises:
+        DatasetError: naming the dataset, the file ``source`` and the dataset to pass instead.
+    """
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        hint = f"--dataset {own_dataset} (its own dataset) or " if own_dataset else ""
+        raise DatasetError(
+            f"dataset {split.name!r} has samples of shape {tuple(x.shape[1:])}, but {source} "
+            f"takes {tuple(input_shape)}; pass {hint}a dataset of that shape")
 
 
 class _ArrayDataset(torch.utils.data.Dataset):

@@ -153,7 +153,7 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
         CheckpointError, DatasetError: the checkpoint or dataset cannot be loaded.
         AnalysisError: the checkpoint is not a QCFS model, or the configuration is invalid.
     """
-    from qcfs_lava.data import load_dataset
+    from qcfs_lava.data import check_sample_shape, load_dataset
     from qcfs_lava.pipeline import load_source, run_chain
 
     out = Path(out_dir)
@@ -169,15 +169,16 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
     ckpt, net, qreport = source.checkpoint, source.network, source.quantization
     if ckpt is None:
         raise AnalysisError(f"{config.checkpoint}: a report needs a checkpoint, not a NetX file")
-    out.mkdir(parents=True, exist_ok=True)
     dataset = config.dataset or ckpt.dataset
-    if dataset != ckpt.dataset:
-        warnings.warn(f"evaluating a model trained on {ckpt.dataset!r} on {dataset!r}",
-                      stacklevel=2)
     split = load_dataset(dataset, config.data_root, seed=config.seed)
     n = len(split.y_test) if config.samples is None else min(int(config.samples),
                                                               len(split.y_test))
     x_u8, y = split.x_test[:n], split.y_test[:n].astype(np.int64)
+    check_sample_shape(x_u8, split, ckpt.input_shape, config.checkpoint, ckpt.dataset)
+    if dataset != ckpt.dataset:
+        warnings.warn(f"evaluating a model trained on {ckpt.dataset!r} on {dataset!r}",
+                      stacklevel=2)
+    out.mkdir(parents=True, exist_ok=True)
     steps = config.steps
 
     log.info("report: chain on %d samples, T in %s", n, steps)

@@ -51,19 +51,29 @@ def add_force_arg(p: argparse.ArgumentParser) -> None:
                    "input file is never replaced)")
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
-    """``--dataset``, ``--data-root``, ``--samples``."""
+def add_data_args(p: argparse.ArgumentParser, samples: int | None = None) -> None:
+    """``--dataset``, ``--data-root``, ``--samples`` (default ``samples``; None: all)."""
     p.add_argument("--dataset", default=None,
                    help="dataset name (digits, mnist-split, mnist, fashion-mnist, cifar10, "
                    "cifar100, cifar10-subset) or npz:FILE.npz for your own arrays (x uint8 "
                    "NCHW/NHWC, y labels); default: the one recorded in the network/checkpoint")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    p.add_argument("--samples", type=positive_int, default=None,
-                   help="use only the first N test samples (default: all)")
+    p.add_argument("--samples", type=positive_int, default=samples, metavar="N",
+                   help="use only the first N test samples (default: "
+                   + ("all" if samples is None else str(samples)) + ")")
 
 
-def load_test_data(args: argparse.Namespace, default_dataset: str | None):
-    """The test split chosen by ``args`` -> ``(x_uint8, y, split)``."""
-    from qcfs_lava.data import load_test_samples
+def load_test_data(args: argparse.Namespace, default_dataset: str | None,
+                   input_shape=None, source=None):
+    """The test split chosen by ``args`` -> ``(x_uint8, y, split)``.
 
-    return load_test_samples(args.dataset or default_dataset, args.data_root, args.samples)
+    With ``input_shape``, samples of another shape are refused (naming ``source``, the file
+    they were meant for, and its own dataset ``default_dataset``).
+    """
+    from qcfs_lava.data import check_sample_shape, load_test_samples
+
+    x, y, split = load_test_samples(args.dataset or default_dataset, args.data_root,
+                                    args.samples)
+    if input_shape is not None:
+        check_sample_shape(x, split, input_shape, source, default_dataset)
+    return x, y, split

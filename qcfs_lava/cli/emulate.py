@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
                           force=args.force)
     source = load_source(args.source, steps=max(args.steps))
     net, report = source.network, source.quantization
-    x, y, split = load_test_data(args, net.metadata.get("dataset"))
+    x, y, split = load_test_data(args, net.metadata.get("dataset"), net.input_shape,
+                                 args.source)
     print(format_table(net))
     if report is not None:
         print("\nquantization report (scale = state units per float unit)")

@@ -106,8 +106,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from qcfs_lava.checkpoint import checkpoint_sha256, load_checkpoint
-    from qcfs_lava.data import normalize
-    from qcfs_lava.errors import DatasetError
+    from qcfs_lava.data import check_sample_shape, normalize
     from qcfs_lava.snn import evaluate_ann, simulate_snn
     from qcfs_lava.validate import check_output_path
 
@@ -117,12 +116,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.build_model()
     x_uint8, y, split = load_test_data(args, ckpt.dataset)
-    if tuple(x_uint8.shape[1:]) != tuple(ckpt.input_shape):
-        raise DatasetError(
-            f"dataset {split.name!r} has samples of shape {tuple(x_uint8.shape[1:])}, but "
-            f"{args.checkpoint} takes {tuple(ckpt.input_shape)}; pass --dataset {ckpt.dataset} "
-            "(the checkpoint's own dataset) or a dataset of that shape"
-        )
+    check_sample_shape(x_uint8, split, ckpt.input_shape, args.checkpoint, ckpt.dataset)
     x = normalize(x_uint8, *ckpt.normalization())
     y = torch.as_tensor(y)
     ann = evaluate_ann(model, x, y, args.batch_size)
