@@ -16,6 +16,7 @@ configuration) and PNG plots to the output folder, each file atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import warnings
@@ -53,10 +54,13 @@ class ReportConfig:
 
     Attributes:
         checkpoint: path of a qcfs-lava checkpoint (QCFS activations).
+        netx: a NetX file exported from ``checkpoint``; its recorded ``T`` is the budget ``T``
+            (unless ``budget_steps`` is given), and the report checks that the checkpoint
+            converts to exactly that file's network.
         dataset: dataset name; ``None`` uses the checkpoint's.
         steps: the ``T`` values to evaluate.
         budget_steps: the ``T`` of the error budget, the breakdown and the Lava run;
-            ``None`` uses ``max(steps)``.
+            ``None`` uses the ``T`` recorded in ``netx``, else ``max(steps)``.
         samples: test samples to evaluate (``None``: the whole test split).
         lava_samples: samples to run in the Lava simulator (0: no Lava run).
         data_root: dataset folder (:func:`qcfs_lava.data.load_dataset`).
@@ -70,6 +74,7 @@ class ReportConfig:
     """
 
     checkpoint: str
+    netx: str | None = None
     dataset: str | None = None
     steps: tuple[int, ...] = DEFAULT_STEPS
     budget_steps: int | None = None
@@ -89,7 +94,7 @@ class ReportConfig:
         if not self.steps or self.steps[0] < 1:
             raise AnalysisError(f"report: steps must be positive integers, got {self.steps}")
         if self.budget_steps is None:
-            self.budget_steps = self.steps[-1]
+            self.budget_steps = self._exported_steps() or self.steps[-1]
         self.budget_steps = int(self.budget_steps)
         if self.budget_steps < 1:
             raise AnalysisError(f"report: budget_steps must be >= 1, got {self.budget_steps}")
@@ -101,6 +106,17 @@ class ReportConfig:
             raise AnalysisError(f"report: lava_samples must be >= 0, got {self.lava_samples}")
         if int(self.batch_size) < 1:
             raise AnalysisError(f"report: batch_size must be >= 1, got {self.batch_size}")
+
+    def _exported_steps(self) -> int | None:
+        if self.netx is None:
+            return None
+        from qcfs_lava.netx import read_netx
+
+        steps = read_netx(self.netx).metadata.get("steps")
+        if steps is None:
+            raise AnalysisError(f"report: {self.netx} records no T (exported without --steps); "
+                                "pass --budget-steps T")
+        return int(steps)
 
     def energy_constants(self) -> EnergyConstants:
         base = (EnergyConstants.from_json(self.energy_json) if self.energy_json
@@ -169,6 +185,8 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
     ckpt, net, qreport = source.checkpoint, source.network, source.quantization
     if ckpt is None:
         raise AnalysisError(f"{config.checkpoint}: a report needs a checkpoint, not a NetX file")
+    if config.netx is not None:
+        _check_export(config.netx, source.sha256, net, tb)
     dataset = config.dataset or ckpt.dataset
     split = load_dataset(dataset, config.data_root, seed=config.seed)
     n = len(split.y_test) if config.samples is None else min(int(config.samples),
@@ -232,6 +250,11 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
         "breakdown": {t: b.to_dict() for t, b in breakdowns.items()},
         "plots": [p.name for p in plot_paths],
     }
+    hidden_names = [layer.name for layer in hidden]
+    for b in data["breakdown"].values():  # the integer network's layer names beside torch's
+        if len(b["layers"]) == len(hidden_names):
+            for row, name in zip(b["layers"], hidden_names, strict=True):
+                row["layer"] = name
     resources = map_resources(net, "loihi1", ops=counts[tb], constants=constants)
     data["resources"] = resources.to_dict()
     data = to_jsonable(data)
@@ -242,13 +265,31 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
     return ReportResult(out, md_path, json_path, plot_paths, data, counts, energy, budget)
 
 
+def _check_export(path, sha256: str, net, tb: int) -> None:
+    """Refuse a NetX file that is not the checkpoint's conversion at ``T = tb``."""
+    from qcfs_lava.netx import netx_checksum, read_netx
+
+    exported = read_netx(path)
+    if exported.metadata.get("checkpoint_sha256") != sha256:
+        raise AnalysisError(f"report: {path} was exported from another checkpoint (its "
+                            "checkpoint_sha256 differs); pass the checkpoint it was exported "
+                            "from, or leave out --netx")
+    # the same network in an older file format is the same network
+    same_version = dataclasses.replace(exported, format_version=net.format_version)
+    if netx_checksum(same_version) != netx_checksum(net):
+        raise AnalysisError(f"report: {path} is not what the checkpoint converts to at T = {tb} "
+                            f"(exported at T = {exported.metadata.get('steps')}, or with other "
+                            "settings such as --layer-copies); pass --budget-steps with the "
+                            "file's T, or leave out --netx")
+
+
 def _plots(out, steps, tb, ann_acc, relu_acc, float_snn, integer_snn, lava, counts, energy,
            breakdowns, model_name, dataset) -> list[Path]:
     paths = [
         plots.plot_accuracy_vs_steps(
             out / "accuracy_vs_steps.png", steps, ann_acc, float_snn, integer_snn,
             {tb: lava["accuracy"]} if lava.get("accuracy") is not None else None,
-            relu=relu_acc, title=f"{model_name} on {dataset}",
+            relu=relu_acc, title=f"{model_name} on {dataset}", lava_samples=lava.get("samples"),
         )
     ]
     rates = {t: {layer.name: layer.firing_rate for layer in c.layers if layer.spiking}
@@ -296,6 +337,12 @@ def _markdown(data: dict, ops: OpCounts, energy: EnergyEstimate, constants: Ener
         f"latency {data['network']['latency']} steps + T.",
         "",
         f"## Error budget (T = {tb})",
+        "",
+        f"T = {tb}: " + (f"the T of the exported file `{data['config']['netx']}`, which "
+                         "the checkpoint converts to exactly" if data["config"]["netx"]
+                         else "the largest T evaluated (no exported file given: `--netx "
+                         "FILE.net` takes its T)" if tb == max(data["config"]["steps"])
+                         else "chosen with `--budget-steps`") + ".",
         "",
         "| stage | accuracy |",
         "|---|---:|",
@@ -385,7 +432,7 @@ def _markdown(data: dict, ops: OpCounts, energy: EnergyEstimate, constants: Ener
     ]
     for row in data["breakdown"][str(tb)]["layers"]:
         lines.append(
-            f"| {row['name']} | {row['threshold']:.3g} | "
+            f"| {row.get('layer', row['name'])} | {row['threshold']:.3g} | "
             f"{row['clip_fraction']:.3f} / {row['clip_error']:.4f} | "
             f"{row['quant_fraction']:.3f} / {row['quant_error']:.4f} | "
             f"{row['uneven_fraction']:.3f} / {row['uneven_error']:.4f} | "

@@ -36,8 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
     p.add_argument("--steps", type=parse_steps, default=(1, 2, 4, 8, 16),
                    help="comma-separated time steps T (default 1,2,4,8,16)")
-    p.add_argument("--budget-steps", type=positive_int, default=None,
-                   help="T of the error budget, breakdown and Lava run (default: largest T)")
+    p.add_argument("--netx", default=None, metavar="FILE.net",
+                   help="a NetX file exported from CHECKPOINT: its recorded T is the T of the "
+                   "error budget, breakdown and Lava run, and the report checks that the "
+                   "checkpoint converts to exactly this file")
+    p.add_argument("--budget-steps", type=positive_int, default=None, metavar="T",
+                   help="T of the error budget, breakdown and Lava run (default: the T of "
+                   "--netx, else the largest --steps)")
     p.add_argument("--samples", type=positive_int, default=None,
                    help="test samples (default: all)")
     p.add_argument("--lava-samples", type=non_negative_int, default=0,
@@ -97,7 +102,7 @@ def run_report(args: argparse.Namespace) -> int:
     if args.lava_samples < 0:
         raise AnalysisError("--lava-samples must be >= 0")
     config = ReportConfig(
-        checkpoint=args.checkpoint, dataset=args.dataset, steps=args.steps,
+        checkpoint=args.checkpoint, netx=args.netx, dataset=args.dataset, steps=args.steps,
         budget_steps=args.budget_steps, samples=args.samples, lava_samples=args.lava_samples,
         data_root=args.data_root, seed=args.seed, relu_accuracy=args.relu_accuracy,
         relu_checkpoint=args.relu_checkpoint,
