@@ -420,7 +420,8 @@ def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float 
     ``x_test``/``y_test`` as well, ``x``/``y`` are the training part; otherwise the last
     ``round(test_fraction * count)`` images of each class (in file order, at least one for a class
     of two or more) are the test part. An optional ``class_names`` string array names the classes.
-    Mean and std come from the training part.
+    Mean and std come from the training part. The name recorded is ``npz:`` and the file's
+    absolute path, so later commands find the file from any folder.
 
     Args:
         path: the ``.npz`` file.
@@ -429,9 +430,10 @@ def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float 
 
     Raises:
         DatasetError: missing or unreadable file, missing arrays, wrong dtype/shape, labels out
-            of range, or test images of another shape than the training ones.
+            of range, a class without training images (e.g. 1-based labels), or test images
+            of another shape than the training ones.
     """
-    path = Path(path)
+    path = Path(path).absolute()  # recorded absolute: later commands may run elsewhere
     name = name or f"{NPZ_PREFIX}{path}"
     arrays = _read_npz(path, name)
     missing = [k for k in ("x", "y") if k not in arrays]
@@ -460,6 +462,13 @@ def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float 
                                "for testing; add images or give x_test/y_test")
         x_tr, y_tr, x_te, y_te = x[train], y[train], x[test], y[test]
     classes = int(max(y_tr.max(), y_te.max())) + 1
+    empty = np.flatnonzero(np.bincount(y_tr, minlength=classes) == 0)
+    if empty.size:
+        one_based = int(min(y_tr.min(), y_te.min())) == 1
+        raise DatasetError(
+            f"{name}: class(es) {', '.join(map(str, empty[:10]))} have no training images "
+            f"(labels go up to {classes - 1}); labels must be 0..classes-1 with every class "
+            "present" + ("; they look 1-based: save y - 1" if one_based else ""))
     if "class_names" in arrays:
         names = [str(v) for v in np.asarray(arrays["class_names"]).reshape(-1)]
         if len(names) < classes:

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from qcfs_lava.checkpoint import Checkpoint, save_checkpoint
-from qcfs_lava.data import load_dataset, torch_dataset
+from qcfs_lava.data import NPZ_PREFIX, load_dataset, torch_dataset
 from qcfs_lava.errors import CheckpointError
 from qcfs_lava.io import save_torch, write_json
 from qcfs_lava.model.qcfs import QCFS
@@ -410,7 +410,7 @@ def _checkpoint(config, split, kwargs, model, epoch, best_acc) -> Checkpoint:
         levels=config.levels,
         phi=config.phi,
         activation=config.activation,
-        dataset=config.dataset,
+        dataset=split.name if config.dataset.startswith(NPZ_PREFIX) else config.dataset,
         input_shape=tuple(split.x_train.shape[1:]),
         num_classes=split.num_classes,
         class_names=split.class_names,

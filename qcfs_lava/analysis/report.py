@@ -250,6 +250,8 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
         "breakdown": {t: b.to_dict() for t, b in breakdowns.items()},
         "plots": [p.name for p in plot_paths],
     }
+    data["classes"] = _per_class(chain.runs[tb].predictions, y, split.class_names
+                                 or ckpt.class_names, tb)
     hidden_names = [layer.name for layer in hidden]
     for b in data["breakdown"].values():  # the integer network's layer names beside torch's
         if len(b["layers"]) == len(hidden_names):
@@ -263,6 +265,18 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
                          + "\n" + format_resources_markdown(resources) + "\n")
     json_path = write_json(out / "report.json", data)
     return ReportResult(out, md_path, json_path, plot_paths, data, counts, energy, budget)
+
+
+def _per_class(predictions: np.ndarray, labels: np.ndarray, names, tb: int) -> dict:
+    """Test images and integer-SNN accuracy at ``T = tb`` per class, by class name."""
+    names = [str(n) for n in names]
+    rows = []
+    for c, name in enumerate(names):
+        mask = labels == c
+        count = int(mask.sum())
+        acc = float((predictions[mask] == c).mean()) if count else None
+        rows.append({"class": c, "name": name, "images": count, "integer_snn": acc})
+    return {"steps": tb, "rows": rows}
 
 
 def _check_export(path, sha256: str, net, tb: int) -> None:
@@ -363,6 +377,15 @@ def _markdown(data: dict, ops: OpCounts, energy: EnergyEstimate, constants: Ener
         ]
     elif lava:
         lines += ["", f"Lava run skipped: {lava['skipped']}"]
+    lines += [
+        "",
+        f"## Accuracy per class (integer SNN, T = {tb})",
+        "",
+        "| class | name | test images | accuracy |",
+        "|---:|---|---:|---:|",
+    ]
+    lines += [f"| {r['class']} | {r['name']} | {r['images']} | {_pct(r['integer_snn'])} |"
+              for r in data["classes"]["rows"]]
     lines += [
         "",
         "## Accuracy vs time steps",
