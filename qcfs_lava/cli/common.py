@@ -51,6 +51,10 @@ def add_force_arg(p: argparse.ArgumentParser) -> None:
                    "input file is never replaced)")
 
 
+# the T values evaluate and report sweep by default (one list for every command)
+STEPS_TO_COMPARE = (1, 2, 4, 8, 16, 32)
+
+
 def add_data_args(p: argparse.ArgumentParser, samples: int | None = None) -> None:
     """``--dataset``, ``--data-root``, ``--samples`` (default ``samples``; None: all)."""
     p.add_argument("--dataset", default=None,

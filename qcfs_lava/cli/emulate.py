@@ -12,7 +12,6 @@ from qcfs_lava.cli.common import (
     positive_int,
 )
 
-
 # T for a checkpoint, or a NetX file that records none
 DEFAULT_STEPS = 8
 
