@@ -37,7 +37,7 @@ def test_every_option_has_help_and_states_its_default(command):
 
 
 def test_stated_training_defaults_are_the_libraries():
-    from qcfs_lava.analysis.sweep import SweepConfig
+    from qcfs_lava.sweep import SweepConfig
     from qcfs_lava.train import TrainConfig
 
     train_defaults = {f.name: f.default for f in fields(TrainConfig)}

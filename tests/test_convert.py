@@ -159,7 +159,7 @@ def test_supported_list_and_checks_come_from_the_handler_registry(monkeypatch):
     assert calls == [1]  # checked once per conversion
 
 
-def test_nan_weights_rejected():
+def test_nan_weights_are_refused_by_the_converter():
     model = small_cnn()
     with torch.no_grad():
         model[4].weight[0, 0, 0, 0] = float("nan")

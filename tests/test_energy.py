@@ -41,7 +41,7 @@ def test_published_defaults_and_sources():
     assert "Davies" in table and "Horowitz" in table and "PilotNet" in table
 
 
-def test_estimate_formulas():
+def test_energy_estimate_follows_the_per_operation_formulas():
     e = estimate_energy(_ops())
     conv, fc = e.layers
     assert conv.loihi1_pj == pytest.approx(23.6 * 400 + 81 * 30 + 52 * 50 + 1.7 * 30)

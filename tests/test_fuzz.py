@@ -107,6 +107,7 @@ def test_crafted_values_with_a_valid_digest(small_net, tmp_path):
     assert counts[ERROR] > 80
 
 
+@pytest.mark.slow
 def test_byte_damage_of_a_format1_file():
     """Files without a digest are parsed in a child process first (a crash only kills it)."""
     ref = read_netx(FORMAT1)

@@ -235,19 +235,19 @@ def crafted(path):
     write_digest_header(path)
 
 
-def test_missing_file(tmp_path):
+def test_reading_a_missing_netx_file_says_no_such_file(tmp_path):
     with pytest.raises(NetxFormatError, match="no such file"):
         netx.read_netx(tmp_path / "nothing.net")
 
 
-def test_not_hdf5(tmp_path):
+def test_reading_a_text_file_as_netx_says_not_hdf5(tmp_path):
     path = tmp_path / "text.net"
     path.write_text("not a network\n" * 100)
     with pytest.raises(NetxFormatError, match=r"text\.net: not an HDF5 file"):
         netx.read_netx(path)
 
 
-def test_truncated_file(mlp_file):
+def test_reading_a_truncated_netx_file_says_truncated_or_damaged(mlp_file):
     _, path = mlp_file
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -378,7 +378,7 @@ def test_describe_lists_layers_and_metadata(tmp_path):
     assert netx.netx_checksum(net) in text_out
 
 
-def test_cli_inspect(tmp_path, capsys):
+def test_inspect_command_lists_layers_and_refuses_a_non_hdf5_file(tmp_path, capsys):
     from qcfs_lava.cli import main
 
     path = netx.write_netx(mlp_net(np.random.default_rng(0)), tmp_path / "m.net")

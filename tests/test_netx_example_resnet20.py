@@ -27,7 +27,7 @@ def _needs_data() -> None:
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".net"])
-def test_recorded_sha256(suffix):
+def test_example_files_match_the_sha256_in_netx_exports_readme(suffix):
     digest = hashlib.sha256((EXPORTS / f"{NAME}{suffix}").read_bytes()).hexdigest()
     assert digest in SECTION
 
@@ -35,6 +35,7 @@ def test_recorded_sha256(suffix):
 TEST_IMAGES = EXPORTS / f"{NAME}-test100.npz"
 
 
+@pytest.mark.slow
 def test_emulate_reproduces_the_recorded_subset_accuracy(tmp_path):
     """``qcfs-lava emulate`` on the file, the first 100 test images (committed), the file's T."""
     from qcfs_lava.cli import main

@@ -23,7 +23,7 @@ def _recorded(column: int, steps: int) -> float:
 
 
 @pytest.mark.parametrize("name", ["digits-cnn.pt", "digits-cnn.net"])
-def test_recorded_sha256(name):
+def test_example_files_match_the_sha256_in_netx_exports_readme(name):
     digest = hashlib.sha256((EXPORTS / name).read_bytes()).hexdigest()
     assert digest in README
 

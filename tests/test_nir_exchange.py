@@ -218,3 +218,35 @@ def test_cli_export_and_run(tmp_path, capsys):
     assert DIGITS_CKPT.read_bytes() == before
     assert main(["run-nir", str(tmp_path / "missing.nir")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_run_nir_file_scores_each_runner_against_the_float_snn(tmp_path, digits):
+    from qcfs_lava.nir_exchange.runners import RUNNERS, run_nir_file
+
+    _, x, y, _ = digits
+    out = tmp_path / "d.nir"
+    export_checkpoint(DIGITS_CKPT, out, steps=8)
+    for runner in ("reference", "import"):
+        result = run_nir_file(out, x[:20], y[:20], [2, 8], runner=runner,
+                              checkpoint=DIGITS_CKPT)
+        assert result.mismatches == 0 and set(result.steps) == {2, 8}
+        assert result.to_dict()["steps"]["8"]["prediction_mismatches"] == 0
+        assert "float SNN" in result.format().splitlines()[1]
+    plain = run_nir_file(out, x[:20], y[:20], [8])
+    assert plain.checkpoint is None and "float SNN" not in plain.format()
+    assert "literal" in RUNNERS
+    with pytest.raises(ValueError, match="not one of"):
+        run_nir_file(out, x[:2], y[:2], [8], runner="bogus")
+
+
+def test_nir_if_neuron_is_the_float_if_neuron_with_unit_spikes():
+    from qcfs_lava.nir_exchange.importer import NirIFNeuron
+    from qcfs_lava.snn import IFNeuron
+
+    x = torch.randn(5, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    nir_if, float_if = NirIFNeuron(0.7, 0.35), IFNeuron(0.7, 0.5)
+    assert isinstance(nir_if, IFNeuron) and float(nir_if.v_threshold) == pytest.approx(0.7)
+    for _ in range(6):
+        unit, scaled = nir_if(x), float_if(x)
+        assert torch.equal(unit * float_if.thresh, scaled)  # same spikes, amplitude 1 vs theta
+    assert nir_if.spikes == float_if.spikes > 0

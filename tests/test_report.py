@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from qcfs_lava.analysis.report import ReportConfig, make_report
 from qcfs_lava.checkpoint import Checkpoint, save_checkpoint
 from qcfs_lava.data import load_dataset
 from qcfs_lava.errors import AnalysisError
 from qcfs_lava.model.zoo import build_model
+from qcfs_lava.report import ReportConfig, make_report
 
 
 def _checkpoint(tmp_path, activation="qcfs", name="tiny.pt"):
@@ -78,7 +78,8 @@ def test_report_lava_subset_matches_emulator(tmp_path):
     cfg = ReportConfig(checkpoint=str(path), steps=(2,), samples=6, lava_samples=2)
     res = make_report(cfg, tmp_path / "rep")
     lava = res.data["error_budget"]["lava"]
-    assert lava == res.budget.lava
+    assert lava == res.budget.lava.to_dict()
+    assert res.budget.lava.identical
     assert "skipped" not in lava, lava
     assert lava["samples"] == 2 and lava["mismatches"] == 0
     assert np.isclose(lava["accuracy"], lava["integer_snn_accuracy_same_subset"])
@@ -86,7 +87,7 @@ def test_report_lava_subset_matches_emulator(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_tiny_config_and_resume(tmp_path):
-    from qcfs_lava.analysis.sweep import SweepConfig, run_sweep
+    from qcfs_lava.sweep import SweepConfig, run_sweep
 
     cfg = SweepConfig(dataset="digits", levels=(2,), shift_levels=2, steps=(1, 2), epochs=1,
                       width=2, samples=30, device="cpu")
@@ -104,7 +105,7 @@ def test_sweep_tiny_config_and_resume(tmp_path):
     assert again.data["ann_accuracy"] == data["ann_accuracy"]
 
 
-def test_report_cli(tmp_path, capsys):
+def test_report_command_takes_energy_constants_and_refuses_unknown_ones(tmp_path, capsys):
     from qcfs_lava.cli import main
 
     path = _checkpoint(tmp_path)
@@ -184,3 +185,28 @@ def test_every_plot_labels_both_axes(tmp_path, monkeypatch):
         assert ax.get_xlabel() and ax.get_ylabel(), ax.get_title()
     legend = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
     assert "Lava simulator (20 samples)" in legend
+
+
+@pytest.mark.slow
+def test_demo_trains_exports_emulates_and_reports_and_reuses_its_run(tmp_path, capsys):
+    from qcfs_lava.cli import main
+    from qcfs_lava.demo import DemoConfig, run_demo
+    from qcfs_lava.netx import read_netx
+
+    config = DemoConfig(out=str(tmp_path / "demo"), export=str(tmp_path / "demo.net"),
+                        epochs=1, steps=4, lava_samples=0)
+    said: list[str] = []
+    result = run_demo(config, say=said.append)
+    assert not result.reused and result.lava_identical
+    assert [s[:5] for s in said if s.startswith("[")] == ["[1/5]", "[2/5]", "[3/5]", "[4/5]"]
+    assert read_netx(config.export).metadata["steps"] == 4
+    assert result.test_samples == len(load_dataset("digits").y_test)
+    assert 0.0 <= result.file_accuracy <= 1.0
+    summary = json.loads(result.summary.read_text())
+    assert summary["config"]["epochs"] == 1 and summary["error_budget"]["steps"] == [
+        1, 2, 4, 8, 16, 32]
+    # the command reuses the finished run and prints the same budget
+    assert main(["demo", "--out", config.out, "--export", config.export, "--steps", "4",
+                 "--lava-samples", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "reusing" in text and "error budget on" in text and "[5/5] summary" in text

@@ -24,7 +24,7 @@ def imported():
     return model, net, report
 
 
-def test_residual_structure(imported):
+def test_each_basic_block_becomes_one_layer_with_a_shortcut_synapse(imported):
     _, net, _ = imported
     merged = [layer for layer in net.layers if len(layer.synapses) == 2]
     assert len(merged) == 9  # one add per basic block
@@ -62,6 +62,7 @@ def test_residual_netx_round_trip(imported, tmp_path):
 
 
 @pytest.mark.lava
+@pytest.mark.slow
 def test_imported_resnet20_lava_equals_emulator(imported):
     from qcfs_lava.lava_sim import simulate
 
@@ -128,6 +129,7 @@ def test_shortcut_copies_refine_the_grid_and_add_up(imported, split_net):
     assert finer == 9  # every add layer gets a finer grid
 
 
+@pytest.mark.slow
 def test_shortcut_copies_round_trip_and_emulate(split_net, tmp_path):
     net, _ = split_net
     assert read_netx(write_netx(net, tmp_path / "split.net")).equals(net)
@@ -142,6 +144,7 @@ def test_shortcut_copies_round_trip_and_emulate(split_net, tmp_path):
 
 
 @pytest.mark.lava
+@pytest.mark.slow
 def test_shortcut_copies_lava_equals_emulator(split_net):
     from qcfs_lava.lava_sim import simulate
 

@@ -219,7 +219,7 @@ def test_digits_export_and_cli(tmp_path, capsys):
 def test_report_has_a_resources_section(tmp_path):
     from test_report import _checkpoint
 
-    from qcfs_lava.analysis.report import ReportConfig, make_report
+    from qcfs_lava.report import ReportConfig, make_report
 
     cfg = ReportConfig(checkpoint=str(_checkpoint(tmp_path)), steps=(2,), samples=20,
                        batch_size=20)

@@ -55,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
         measure_resources,
     )
     from qcfs_lava.io import write_json
-    from qcfs_lava.pipeline import load_network
+    from qcfs_lava.pipeline import load_source
 
     check_run_options(args.samples, args.steps)
-    net, _, _ = load_network(args.file, steps=args.steps)
+    net = load_source(args.file, steps=args.steps).network
     result = measure_resources(
         net, args.chip, samples=args.samples, steps=args.steps, dataset=args.dataset,
         data_root=args.data_root, check_pools=args.check_pools, batch_size=args.batch_size)

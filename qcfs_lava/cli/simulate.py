@@ -115,16 +115,15 @@ def run(args: argparse.Namespace) -> int:
     if sat:
         print(f"warning: {sat} membrane updates saturated at the 24-bit limits")
     status = 0
-    mismatches = None
+    check = None
     if args.check:
-        from qcfs_lava.emulator import emulate
-        from qcfs_lava.results import compare_results
+        from qcfs_lava.pipeline import compare_with_emulator
 
-        emu = emulate(net, x, args.steps, labels=y, record="spikes")
-        mismatches = compare_results(result, emu)
-        if mismatches:
-            print(f"MISMATCH: Lava and the emulator differ; first: {mismatches[0]}")
-            for m in mismatches[1:]:
+        check = compare_with_emulator(net, x, y, result)
+        if not check.identical:
+            details = check.mismatch_details or (f"{check.mismatches} differing entries",)
+            print(f"MISMATCH: Lava and the emulator differ; first: {details[0]}")
+            for m in details[1:]:
                 print(f"  also: {m}")
             status = 1
         else:
@@ -137,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
             "result": result.to_dict(),
             "wall_s": wall,
         }
-        if mismatches is not None:
-            out["mismatches"] = [str(m) for m in mismatches]
+        if check is not None:
+            out["mismatches"] = list(check.mismatch_details)
         write_json(args.json, out)
         print(f"wrote {args.json}")
     return status

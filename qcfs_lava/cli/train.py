@@ -7,7 +7,10 @@ import logging
 import time
 
 from qcfs_lava.cli.common import (
+    DATASETS_HELP,
+    MODELS_HELP,
     STEPS_TO_COMPARE,
+    RegistryHelp,
     add_data_args,
     add_force_arg,
     load_test_data,
@@ -28,10 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "config.json, best.pt, last.pt and metrics.json into --out. Under torchrun the run is "
         "data-parallel (gloo on CPU).",
     )
-    p.add_argument("--model", default="cnn", help="model name (mlp, cnn, vgg11, vgg16, "
-                   "resnet18, resnet20, resnet34); default cnn")
+    p.add_argument("--model", default="cnn",
+                   help=RegistryHelp("model name ({names}); default cnn", *MODELS_HELP))
     p.add_argument("--dataset", default="digits",
-                   help="dataset name, or npz:FILE.npz for your own arrays; default digits")
+                   help=RegistryHelp("dataset: one of {names} (npz:PATH: your own arrays); "
+                                     "default digits", *DATASETS_HELP))
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--download", action="store_true", help="let torchvision download data")
     p.add_argument("--out", required=True, help="output folder, e.g. runs/cnn-digits")
