@@ -141,7 +141,7 @@ def test_emulate_json_and_report_json_carry_the_same_error_budget(tmp_path):
     assert from_report["qcfs_ann"] is not None and from_report["float_snn"]["4"] is not None
 
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "netx_exports"
+EXAMPLE = Path(__file__).resolve().parents[2] / "netx_exports"
 
 
 def test_report_takes_the_exported_files_steps(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from qcfs_lava.cli import build_parser, main
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "netx_exports"
+EXAMPLES = Path(__file__).resolve().parents[2] / "netx_exports"
 
 
 def _refused(argv, capsys) -> str:

@@ -31,7 +31,7 @@ from qcfs_lava.netx import read_netx, write_netx
 from qcfs_lava.safe_hdf5 import write_digest_header
 
 OK = {ERROR, IDENTICAL}
-FORMAT1 = Path(__file__).resolve().parent / "data" / "digits-cnn-format1.net"
+FORMAT1 = Path(__file__).resolve().parents[1] / "data" / "digits-cnn-format1.net"
 
 
 @pytest.fixture(scope="module")

@@ -261,7 +261,7 @@ def test_export_layer_copies_round_trips_and_emulates(tmp_path, capsys):
     from qcfs_lava.netx import read_netx
     from qcfs_lava.pipeline import convert_checkpoint
 
-    ckpt = Path(__file__).parent.parent / "netx_exports" / "digits-cnn.pt"
+    ckpt = Path(__file__).resolve().parents[2] / "netx_exports" / "digits-cnn.pt"
     out = tmp_path / "copies.net"
     assert main(["export", str(ckpt), "--out", str(out), "--layer-copies", "4"]) == 0
     net = read_netx(out)

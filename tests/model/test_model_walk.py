@@ -18,7 +18,7 @@ from qcfs_lava.model import walk
 from qcfs_lava.model.qcfs import QCFS
 from qcfs_lava.nir_exchange import export as nir_export
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KINDS = {kind.name for kind in walk.MODULE_KINDS}
 
 

@@ -12,7 +12,7 @@ from qcfs_lava.emulator import emulate
 from qcfs_lava.netx import read_netx
 from qcfs_lava.pipeline import convert_checkpoint
 
-EXPORTS = Path(__file__).resolve().parents[1] / "netx_exports"
+EXPORTS = Path(__file__).resolve().parents[2] / "netx_exports"
 README = (EXPORTS / "README.md").read_text()
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from qcfs_lava.cli import COMMANDS, ENVIRONMENT, build_parser
 
-PACKAGE = Path(__file__).resolve().parents[1] / "qcfs_lava"
+PACKAGE = Path(__file__).resolve().parents[2] / "qcfs_lava"
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:

@@ -7,7 +7,7 @@ import pytest
 
 from qcfs_lava.netx import read_netx
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "netx_exports" / "digits-cnn.net"
+EXAMPLE = Path(__file__).resolve().parents[2] / "netx_exports" / "digits-cnn.net"
 
 pytestmark = pytest.mark.lava
 

@@ -18,7 +18,7 @@ from qcfs_lava.network import INPUT, IntegerNetwork, NeuronLayer, Synapse  # noq
 from qcfs_lava.netx import read_netx  # noqa: E402
 from qcfs_lava.results import compare_results  # noqa: E402
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "netx_exports" / "digits-cnn.net"
+EXAMPLE = Path(__file__).resolve().parents[2] / "netx_exports" / "digits-cnn.net"
 
 
 def _tiny_net():
