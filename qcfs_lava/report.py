@@ -17,6 +17,7 @@ configuration) and PNG plots to the output folder, each file atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import warnings
@@ -54,10 +55,13 @@ class ReportConfig:
 
     Attributes:
         checkpoint: path of a qcfs-lava checkpoint (QCFS activations).
+        netx: a NetX file exported from ``checkpoint``; its recorded ``T`` is the budget ``T``
+            (unless ``budget_steps`` is given), and the report checks that the checkpoint
+            converts to exactly that file's network.
         dataset: dataset name; ``None`` uses the checkpoint's.
         steps: the ``T`` values to evaluate.
         budget_steps: the ``T`` of the error budget, the breakdown and the Lava run;
-            ``None`` uses ``max(steps)``.
+            ``None`` uses the ``T`` recorded in ``netx``, else ``max(steps)``.
         samples: test samples to evaluate (``None``: the whole test split).
         lava_samples: samples to run in the Lava simulator (0: no Lava run).
         data_root: dataset folder (:func:`qcfs_lava.data.load_dataset`).
@@ -71,6 +75,7 @@ class ReportConfig:
     """
 
     checkpoint: str
+    netx: str | None = None
     dataset: str | None = None
     steps: tuple[int, ...] = DEFAULT_STEPS
     budget_steps: int | None = None
@@ -90,7 +95,7 @@ class ReportConfig:
         if not self.steps or self.steps[0] < 1:
             raise AnalysisError(f"report: steps must be positive integers, got {self.steps}")
         if self.budget_steps is None:
-            self.budget_steps = self.steps[-1]
+            self.budget_steps = self._exported_steps() or self.steps[-1]
         self.budget_steps = int(self.budget_steps)
         if self.budget_steps < 1:
             raise AnalysisError(f"report: budget_steps must be >= 1, got {self.budget_steps}")
@@ -102,6 +107,17 @@ class ReportConfig:
             raise AnalysisError(f"report: lava_samples must be >= 0, got {self.lava_samples}")
         if int(self.batch_size) < 1:
             raise AnalysisError(f"report: batch_size must be >= 1, got {self.batch_size}")
+
+    def _exported_steps(self) -> int | None:
+        if self.netx is None:
+            return None
+        from qcfs_lava.netx import read_netx
+
+        steps = read_netx(self.netx).metadata.get("steps")
+        if steps is None:
+            raise AnalysisError(f"report: {self.netx} records no T (exported without --steps); "
+                                "pass --budget-steps T")
+        return int(steps)
 
     def energy_constants(self) -> EnergyConstants:
         base = (EnergyConstants.from_json(self.energy_json) if self.energy_json
@@ -154,7 +170,7 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
         CheckpointError, DatasetError: the checkpoint or dataset cannot be loaded.
         AnalysisError: the checkpoint is not a QCFS model, or the configuration is invalid.
     """
-    from qcfs_lava.data import load_dataset
+    from qcfs_lava.data import check_sample_shape, load_dataset
     from qcfs_lava.pipeline import load_source, run_chain
 
     out = Path(out_dir)
@@ -170,15 +186,18 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
     ckpt, net, qreport = source.checkpoint, source.network, source.quantization
     if ckpt is None:
         raise AnalysisError(f"{config.checkpoint}: a report needs a checkpoint, not a NetX file")
-    out.mkdir(parents=True, exist_ok=True)
+    if config.netx is not None:
+        _check_export(config.netx, source.sha256, net, tb)
     dataset = config.dataset or ckpt.dataset
-    if dataset != ckpt.dataset:
-        warnings.warn(f"evaluating a model trained on {ckpt.dataset!r} on {dataset!r}",
-                      stacklevel=2)
     split = load_dataset(dataset, config.data_root, seed=config.seed)
     n = len(split.y_test) if config.samples is None else min(int(config.samples),
                                                               len(split.y_test))
     x_u8, y = split.x_test[:n], split.y_test[:n].astype(np.int64)
+    check_sample_shape(x_u8, split, ckpt.input_shape, config.checkpoint, ckpt.dataset)
+    if dataset != ckpt.dataset:
+        warnings.warn(f"evaluating a model trained on {ckpt.dataset!r} on {dataset!r}",
+                      stacklevel=2)
+    out.mkdir(parents=True, exist_ok=True)
     steps = config.steps
 
     log.info("report: chain on %d samples, T in %s", n, steps)
@@ -232,6 +251,13 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
         "breakdown": {t: b.to_dict() for t, b in breakdowns.items()},
         "plots": [p.name for p in plot_paths],
     }
+    data["classes"] = _per_class(chain.runs[tb].predictions, y, split.class_names
+                                 or ckpt.class_names, tb)
+    hidden_names = [layer.name for layer in hidden]
+    for b in data["breakdown"].values():  # the integer network's layer names beside torch's
+        if len(b["layers"]) == len(hidden_names):
+            for row, name in zip(b["layers"], hidden_names, strict=True):
+                row["layer"] = name
     resources = map_resources(net, "loihi1", ops=counts[tb], constants=constants)
     data["resources"] = resources.to_dict()
     data = to_jsonable(data)
@@ -242,6 +268,36 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
     return ReportResult(out, md_path, json_path, plot_paths, data, counts, energy, budget)
 
 
+def _per_class(predictions: np.ndarray, labels: np.ndarray, names, tb: int) -> dict:
+    """Test images and integer-SNN accuracy at ``T = tb`` per class, by class name."""
+    names = [str(n) for n in names]
+    rows = []
+    for c, name in enumerate(names):
+        mask = labels == c
+        count = int(mask.sum())
+        acc = float((predictions[mask] == c).mean()) if count else None
+        rows.append({"class": c, "name": name, "images": count, "integer_snn": acc})
+    return {"steps": tb, "rows": rows}
+
+
+def _check_export(path, sha256: str, net, tb: int) -> None:
+    """Refuse a NetX file that is not the checkpoint's conversion at ``T = tb``."""
+    from qcfs_lava.netx import netx_checksum, read_netx
+
+    exported = read_netx(path)
+    if exported.metadata.get("checkpoint_sha256") != sha256:
+        raise AnalysisError(f"report: {path} was exported from another checkpoint (its "
+                            "checkpoint_sha256 differs); pass the checkpoint it was exported "
+                            "from, or leave out --netx")
+    # the same network in an older file format is the same network
+    same_version = dataclasses.replace(exported, format_version=net.format_version)
+    if netx_checksum(same_version) != netx_checksum(net):
+        raise AnalysisError(f"report: {path} is not what the checkpoint converts to at T = {tb} "
+                            f"(exported at T = {exported.metadata.get('steps')}, or with other "
+                            "settings such as --layer-copies); pass --budget-steps with the "
+                            "file's T, or leave out --netx")
+
+
 def _plots(out, steps, tb, ann_acc, relu_acc, float_snn, integer_snn, lava, counts, energy,
            breakdowns, model_name, dataset) -> list[Path]:
     paths = [
@@ -249,6 +305,7 @@ def _plots(out, steps, tb, ann_acc, relu_acc, float_snn, integer_snn, lava, coun
             out / "accuracy_vs_steps.png", steps, ann_acc, float_snn, integer_snn,
             {tb: lava.accuracy} if lava is not None and lava.accuracy is not None else None,
             relu=relu_acc, title=f"{model_name} on {dataset}",
+            lava_samples=lava.samples if lava is not None else None,
         )
     ]
     rates = {t: {layer.name: layer.firing_rate for layer in c.layers if layer.spiking}
@@ -297,8 +354,23 @@ def _markdown(data: dict, budget: ErrorBudget, ops: OpCounts, energy: EnergyEsti
         "",
         f"## Error budget (T = {tb})",
         "",
+        f"T = {tb}: " + (f"the T of the exported file `{data['config']['netx']}`, which "
+                         "the checkpoint converts to exactly" if data["config"]["netx"]
+                         else "the largest T evaluated (no exported file given: `--netx "
+                         "FILE.net` takes its T)" if tb == max(data["config"]["steps"])
+                         else "chosen with `--budget-steps`") + ".",
+        "",
         budget.format_markdown(tb),
     ]
+    lines += [
+        "",
+        f"## Accuracy per class (integer SNN, T = {tb})",
+        "",
+        "| class | name | test images | accuracy |",
+        "|---:|---|---:|---:|",
+    ]
+    lines += [f"| {r['class']} | {r['name']} | {r['images']} | {_pct(r['integer_snn'])} |"
+              for r in data["classes"]["rows"]]
     lines += [
         "",
         "## Accuracy vs time steps",
@@ -368,7 +440,7 @@ def _markdown(data: dict, budget: ErrorBudget, ops: OpCounts, energy: EnergyEsti
     ]
     for row in data["breakdown"][str(tb)]["layers"]:
         lines.append(
-            f"| {row['name']} | {row['threshold']:.3g} | "
+            f"| {row.get('layer', row['name'])} | {row['threshold']:.3g} | "
             f"{row['clip_fraction']:.3f} / {row['clip_error']:.4f} | "
             f"{row['quant_fraction']:.3f} / {row['quant_error']:.4f} | "
             f"{row['uneven_fraction']:.3f} / {row['uneven_error']:.4f} | "

@@ -144,12 +144,17 @@ def run_sweep(config: SweepConfig, out_dir: str | Path, *, progress: bool = Fals
 
     from qcfs_lava.checkpoint import load_checkpoint
     from qcfs_lava.data import load_dataset, normalize
+    from qcfs_lava.model.zoo import build_model
     from qcfs_lava.snn import evaluate_ann, simulate_snn
-    from qcfs_lava.train import train
+    from qcfs_lava.train import model_kwargs, train
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     split = load_dataset(config.dataset, config.data_root, seed=config.seed)
+    # an unknown model or one the images do not fit is refused before the folder exists
+    for name, options in config.runs().items():
+        build_model(config.model, **model_kwargs(_train_config(config, name, options, out),
+                                                 split))
+    out.mkdir(parents=True, exist_ok=True)
     n = len(split.y_test) if config.samples is None else min(int(config.samples),
                                                               len(split.y_test))
     y = torch.as_tensor(split.y_test[:n])

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from qcfs_lava.checkpoint import Checkpoint, save_checkpoint
-from qcfs_lava.data import load_dataset, torch_dataset
+from qcfs_lava.data import NPZ_PREFIX, load_dataset, torch_dataset
 from qcfs_lava.errors import CheckpointError
 from qcfs_lava.io import save_torch, write_json
 from qcfs_lava.model.qcfs import QCFS
@@ -165,7 +165,8 @@ def _param_groups(model: nn.Module, weight_decay: float,
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _model_kwargs(config: TrainConfig, split) -> dict[str, Any]:
+def model_kwargs(config: TrainConfig, split) -> dict[str, Any]:
+    """The :func:`~qcfs_lava.model.zoo.build_model` arguments of ``config`` on ``split``."""
     return {
         "in_channels": split.in_channels,
         "num_classes": split.num_classes,
@@ -213,7 +214,7 @@ def train(
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler,
                         num_workers=config.num_workers, drop_last=False)
 
-    kwargs = _model_kwargs(config, split)
+    kwargs = model_kwargs(config, split)
     model = build_model(config.model, **kwargs).to(device)
     init_report = None
     if config.init_from and not (config.resume and (out / "last.pt").is_file()):
@@ -263,10 +264,10 @@ def train(
             _save_state(last_path, model, optimizer, scheduler, epoch + 1, best_acc, history)
         else:
             best_acc = max(best_acc, test_acc)
-        log.info("epoch %d/%d loss %.4f test %.4f (%.1fs)", epoch + 1, config.epochs,
-                 metrics["loss"], test_acc, metrics["seconds"])
+        log.info("epoch %d/%d loss %.4f test %.2f%% (%.1fs)", epoch + 1, config.epochs,
+                 metrics["loss"], 100 * test_acc, metrics["seconds"])
         progress_line(f"epoch {epoch + 1}/{config.epochs}: done in {metrics['seconds']:.1f} s "
-                      f"(loss {metrics['loss']:.4f}, test {test_acc:.4f})",
+                      f"(loss {metrics['loss']:.4f}, test {100 * test_acc:.2f}%)",
                       enabled=rank == 0 and not log.isEnabledFor(logging.INFO))
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, metrics)
@@ -412,7 +413,7 @@ def _checkpoint(config, split, kwargs, model, epoch, best_acc) -> Checkpoint:
         levels=config.levels,
         phi=config.phi,
         activation=config.activation,
-        dataset=config.dataset,
+        dataset=split.name if config.dataset.startswith(NPZ_PREFIX) else config.dataset,
         input_shape=tuple(split.x_train.shape[1:]),
         num_classes=split.num_classes,
         class_names=split.class_names,

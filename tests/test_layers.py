@@ -27,7 +27,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     4: ("emulator", "lava_sim", "nir_exchange"),
     5: ("analysis",),
     6: ("pipeline", "report", "sweep", "demo"),
-    7: ("cli",),
+    7: ("cli", "__main__"),
 }
 
 # Old import paths of modules that moved up a layer: each is nothing but an alias of the new

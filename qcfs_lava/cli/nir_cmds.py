@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "is an error.",
     )
     p.add_argument("file", metavar="FILE.nir", help="NIR file written by qcfs-lava")
-    p.add_argument("--runner", choices=RUNNERS, default="reference")
+    p.add_argument("--runner", choices=RUNNERS, default="reference",
+                   help="who runs the file (default reference)")
     p.add_argument("--steps", type=parse_steps, default=None, metavar="T[,T...]",
                    help="time steps (default: the T recorded in the file)")
     add_data_args(p)

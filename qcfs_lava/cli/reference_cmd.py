@@ -32,9 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="quantization levels L the reference model was trained with")
     p.add_argument("--dataset", default="cifar10",
                    help="dataset the model was trained on (sets classes and normalisation)")
-    p.add_argument("--num-classes", type=int, default=None)
-    p.add_argument("--input-size", type=int, default=32)
-    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="classes of the output layer (default: the dataset's)")
+    p.add_argument("--input-size", type=int, default=32,
+                   help="image side in pixels (default 32)")
+    p.add_argument("--in-channels", type=int, default=3,
+                   help="image channels (default 3)")
     p.add_argument("--mean", default=None, help="per-channel mean of x/255, e.g. 0.49,0.48,0.45")
     p.add_argument("--std", default=None, help="per-channel std of x/255")
     p.add_argument("--out", required=True, help="checkpoint to write (.pt)")

@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --samples: record spike trains and compare, at every step, the "
                    "input currents of each pool-folded layer with those of a separate sum-pool "
                    "layer followed by the smaller kernel (identical currents: same accuracy)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="samples per emulator batch (default 256)")
     p.set_defaults(func=run)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,7 +50,10 @@ def test_make_report_writes_consistent_files(tmp_path):
     cmos = sum(la.synops * 0.5 + la.input_macs * 4.6 for la in ops.layers)
     assert data["energy"]["4"]["total_pj"]["cmos_snn"] == pytest.approx(cmos)
     assert [layer["name"] for layer in data["breakdown"]["4"]["layers"]] == ["2", "6"]
+    assert [layer["layer"] for layer in data["breakdown"]["4"]["layers"]] == ["conv1", "conv2"]
     md = res.markdown.read_text()
+    assert "\n| conv1 | " in md.split("## Conversion error per layer")[1]
+    assert "T = 4: the largest T evaluated" in md
     assert "Error budget (T = 4)" in md and "estimates" in md and "Davies" in md
     for p in res.plots:
         assert p.is_file() and p.read_bytes()[:4] == b"\x89PNG"
@@ -135,6 +139,52 @@ def test_emulate_json_and_report_json_carry_the_same_error_budget(tmp_path):
     assert set(from_report) == {"steps", "samples", "qcfs_ann", "relu_ann", "float_snn",
                                 "integer_snn", "lava"}
     assert from_report["qcfs_ann"] is not None and from_report["float_snn"]["4"] is not None
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "netx_exports"
+
+
+def test_report_takes_the_exported_files_steps(tmp_path):
+    cfg = ReportConfig(checkpoint=str(EXAMPLE / "digits-cnn.pt"),
+                       netx=str(EXAMPLE / "digits-cnn.net"), steps=(2, 4, 16), samples=30)
+    assert cfg.budget_steps == 8 and cfg.steps == (2, 4, 8, 16)
+    res = make_report(cfg, tmp_path / "rep")
+    assert res.data["error_budget"]["steps"] == [2, 4, 8, 16]
+    assert "T = 8: the T of the exported file" in res.markdown.read_text()
+    # an explicit --budget-steps wins
+    assert ReportConfig(checkpoint="x", netx=str(EXAMPLE / "digits-cnn.net"),
+                        budget_steps=4).budget_steps == 4
+
+
+def test_report_refuses_a_file_exported_from_another_checkpoint(tmp_path):
+    path = _checkpoint(tmp_path)
+    cfg = ReportConfig(checkpoint=str(path), netx=str(EXAMPLE / "digits-cnn.net"), samples=4)
+    with pytest.raises(AnalysisError, match="exported from another checkpoint"):
+        make_report(cfg, tmp_path / "rep")
+    assert not (tmp_path / "rep").exists()
+
+
+def test_every_plot_labels_both_axes(tmp_path, monkeypatch):
+    """Axis labels (with units where there are any) on every axes of every report plot."""
+    from qcfs_lava.analysis import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, dpi=120: figures.append(fig))
+    names = ["conv1", "conv2"]
+    plots.plot_accuracy_vs_steps(tmp_path / "a.png", [2, 4], 0.9, {2: 0.5, 4: 0.8},
+                                 {2: 0.5, 4: 0.7}, {4: 0.75}, lava_samples=20)
+    plots.plot_firing_rates(tmp_path / "f.png", {4: {"conv1": 0.1, "conv2": 0.2}})
+    plots.plot_synops_energy(tmp_path / "s.png", names, [1, 2], [3, 4], [5, 6],
+                             {"Loihi 1 (SNN)": [1e3, 2e3]}, 4)
+    plots.plot_error_breakdown(tmp_path / "e.png", names, [0.1, 0.2], [0.0, 0.1], [0.1, 0.0], 4)
+    plots.plot_sweep_lines(tmp_path / "w.png", [2, 4], {"L=4": {2: 0.5, 4: 0.6}},
+                           "time steps T", "sweep")
+    axes = [ax for fig in figures for ax in fig.axes]
+    assert len(axes) == 6
+    for ax in axes:
+        assert ax.get_xlabel() and ax.get_ylabel(), ax.get_title()
+    legend = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    assert "Lava simulator (20 samples)" in legend
 
 
 @pytest.mark.slow

@@ -57,3 +57,73 @@ def test_network_built_by_lava_dl_runs_identically_to_the_emulator():
     pots = run_lava_dl_network(EXAMPLE, x, 4)
     emu = emulate(read_netx(EXAMPLE), x, 4)
     np.testing.assert_array_equal(pots, emu.potentials)
+
+
+RESIDUAL = EXAMPLE.parent / "resnet20-cifar10-subset.net"
+
+
+def test_registered_neuron_lets_the_stock_reader_build_our_file():
+    """After register_qcfs_neuron, lava-dl's own hdf5.Network call builds the file."""
+    from qcfs_lava.lava_sim.netx_bridge import (
+        lava_dl_layer_table,
+        register_qcfs_neuron,
+        unregister_qcfs_neuron,
+    )
+
+    from lava.lib.dl.netx import hdf5  # isort: skip  (after qcfs_lava.lava_sim: compat)
+    from qcfs_lava.lava_sim.procs.neuron import QcfsNeuron, QcfsOutput
+
+    stock = hdf5.Network.__dict__["get_neuron_params"]
+    register_qcfs_neuron(num_samples=3)
+    try:
+        lava_net = hdf5.Network(net_config=str(EXAMPLE), input_message_bits=8,
+                                reset_interval=8)
+    finally:
+        unregister_qcfs_neuron()
+    assert hdf5.Network.__dict__["get_neuron_params"] is stock
+    net = read_netx(EXAMPLE)
+    assert str(lava_net) == lava_dl_layer_table(net)
+    kinds = [type(block.neuron) for block in lava_net.layers]
+    assert kinds == [QcfsNeuron] * (len(net.layers) - 1) + [QcfsOutput]
+    assert {b.neuron.proc_params["steps"] for b in lava_net.layers} == {8}
+    assert {b.neuron.proc_params["num_samples"] for b in lava_net.layers} == {3}
+
+
+def test_registered_neuron_needs_a_reset_interval():
+    from qcfs_lava.errors import NetworkValidationError
+    from qcfs_lava.lava_sim.netx_bridge import register_qcfs_neuron, unregister_qcfs_neuron
+
+    from lava.lib.dl.netx import hdf5  # isort: skip
+
+    register_qcfs_neuron()
+    try:
+        with pytest.raises(NetworkValidationError, match="reset_interval=T"):
+            hdf5.Network(net_config=str(EXAMPLE), input_message_bits=8)
+    finally:
+        unregister_qcfs_neuron()
+
+
+def test_bridge_uses_the_files_recorded_steps_by_default():
+    from qcfs_lava.lava_sim.netx_bridge import build_lava_dl_network
+
+    assert read_netx(EXAMPLE).metadata["steps"] == 8
+    lava_net = build_lava_dl_network(EXAMPLE)
+    assert {b.neuron.proc_params["steps"] for b in lava_net.layers} == {8}
+
+
+def test_bridge_refuses_a_residual_file_naming_the_reason():
+    from qcfs_lava.errors import NetworkValidationError
+    from qcfs_lava.lava_sim.netx_bridge import build_lava_dl_network
+
+    with pytest.raises(NetworkValidationError, match="concat.*qcfs-lava simulate"):
+        build_lava_dl_network(RESIDUAL)
+
+
+@pytest.mark.parametrize("path, bridge", [(EXAMPLE, "builds it"), (RESIDUAL, "no (residual")])
+def test_inspect_says_what_stock_lava_dl_can_and_cannot_load(path, bridge):
+    from qcfs_lava.netx import describe_netx
+
+    text = describe_netx(path)
+    assert "stock lava-dl    cannot build it: its reader does not know the QCFS_IF" in text
+    assert f"lava-dl bridge   {bridge}" in text
+    assert ("not implemented in lava-dl 0.6.0" in text) == (path == RESIDUAL)

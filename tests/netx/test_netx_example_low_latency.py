@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qcfs_lava.data import CIFAR10_SUBSET_FILE, default_cifar10_subset_dir
 from qcfs_lava.netx import read_netx
 from qcfs_lava.pipeline import convert_checkpoint
 
@@ -22,10 +21,8 @@ SECTION = SECTION[: SECTION.find("\n# Example export", 1) if "\n# Example export
                   else len(SECTION)]
 
 
-def _needs_data() -> None:
-    if not (default_cifar10_subset_dir() / CIFAR10_SUBSET_FILE).is_file():
-        pytest.skip("the cifar10-subset file is not in this workspace "
-                    "(set QCFS_LAVA_CIFAR10_SUBSET_DIR)")
+# the first 100 test images of the subset, committed beside the examples
+IMAGES = f"npz:{EXPORTS / 'resnet20-cifar10-subset-test100.npz'}"
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".net"])
@@ -44,7 +41,6 @@ def _recorded() -> tuple[int, dict[int, float]]:
 @pytest.mark.slow
 def test_emulate_reproduces_the_recorded_accuracy_at_t_1_2_4(tmp_path):
     """``qcfs-lava emulate`` on the file, the first test images, T = 1, 2 and 4."""
-    _needs_data()
     from qcfs_lava.cli import main
 
     samples, recorded = _recorded()
@@ -52,7 +48,7 @@ def test_emulate_reproduces_the_recorded_accuracy_at_t_1_2_4(tmp_path):
     out = tmp_path / "emu.json"
     steps = ",".join(str(t) for t in sorted(recorded))
     assert main(["emulate", str(EXPORTS / f"{NAME}.net"), "--steps", steps, "--samples",
-                 str(samples), "--json", str(out)]) == 0
+                 str(samples), "--dataset", IMAGES, "--json", str(out)]) == 0
     runs = json.loads(out.read_text())["runs"]
     for t, acc in recorded.items():
         assert runs[str(t)]["samples"] == samples
@@ -61,11 +57,10 @@ def test_emulate_reproduces_the_recorded_accuracy_at_t_1_2_4(tmp_path):
 
 @pytest.mark.slow
 def test_simulate_check_equals_the_emulator_on_20_images(capsys):
-    _needs_data()
     from qcfs_lava.cli import main
 
     code = main(["simulate", str(EXPORTS / f"{NAME}.net"), "--samples", "20", "--steps", "4",
-                 "--check"])
+                 "--dataset", IMAGES, "--check"])
     text = capsys.readouterr().out
     assert code == 0, text
     assert "Lava equals the emulator" in text

@@ -32,20 +32,36 @@ def test_example_files_match_the_sha256_in_netx_exports_readme(suffix):
     assert digest in SECTION
 
 
+TEST_IMAGES = EXPORTS / f"{NAME}-test100.npz"
+
+
 @pytest.mark.slow
 def test_emulate_reproduces_the_recorded_subset_accuracy(tmp_path):
-    """``qcfs-lava emulate`` on the file, the first 100 test images, the file's T."""
-    _needs_data()
+    """``qcfs-lava emulate`` on the file, the first 100 test images (committed), the file's T."""
     from qcfs_lava.cli import main
 
     match = re.search(r"first (\d+) test images at T = (\d+): \*\*([\d.]+)%\*\*", SECTION)
     samples, steps, recorded = int(match.group(1)), int(match.group(2)), float(match.group(3))
+    assert read_netx(EXPORTS / f"{NAME}.net").metadata["steps"] == steps  # the default T
     out = tmp_path / "emu.json"
-    assert main(["emulate", str(EXPORTS / f"{NAME}.net"), "--steps", str(steps), "--samples",
-                 str(samples), "--json", str(out)]) == 0
+    assert main(["emulate", str(EXPORTS / f"{NAME}.net"), "--dataset", f"npz:{TEST_IMAGES}",
+                 "--json", str(out)]) == 0
     run = json.loads(out.read_text())["runs"][str(steps)]
     assert run["samples"] == samples and run["steps"] == steps
     assert 100 * run["accuracy"] == pytest.approx(recorded, abs=1e-6)
+
+
+def test_committed_test_images_are_the_subsets_first_100():
+    digest = hashlib.sha256(TEST_IMAGES.read_bytes()).hexdigest()
+    assert digest in SECTION
+    assert TEST_IMAGES.stat().st_size < 400_000
+    _needs_data()
+    from qcfs_lava.data import load_dataset, load_npz
+
+    subset, ours = load_dataset("cifar10-subset"), load_npz(TEST_IMAGES)
+    np.testing.assert_array_equal(ours.x_test, subset.x_test[:100])
+    np.testing.assert_array_equal(ours.y_test, subset.y_test[:100])
+    assert ours.class_names == subset.class_names
 
 
 def test_file_is_what_the_checkpoint_converts_to():

@@ -18,7 +18,7 @@ RUNNERS = {"snntorch": run_snntorch, "sinabs": run_sinabs}
 
 
 def _runner(name: str):
-    pytest.importorskip(name, reason=f"{name} is absent: see the README's NIR section for "
+    pytest.importorskip(name, reason=f"{name} is absent: see docs/nir.md for "
                         "installing the optional extra")
     return RUNNERS[name]
 
