@@ -169,7 +169,7 @@ class LavaNetwork:
 
 def build_network(net: IntegerNetwork, x: np.ndarray, steps: int, *,
                   record: RecordMode | str | None = None, record_dir: str | None = None,
-                  digest_key: int | None = None) -> LavaNetwork:
+                  digest_key: int | None = None, first_sample: int = 0) -> LavaNetwork:
     """Create and connect the Lava processes that run ``net`` on the samples ``x``.
 
     Args:
@@ -180,6 +180,8 @@ def build_network(net: IntegerNetwork, x: np.ndarray, steps: int, *,
         record_dir: folder the neuron models write their per-neuron records and digests
             to, one file per layer (``None``: per-neuron records go through Vars).
         digest_key: key of the spike-train digests (``None``: none); needs ``record_dir``.
+        first_sample: index of ``x[0]`` in the whole request, a parameter of every neuron
+            process (``proc_params["first_sample"]``) for models that name samples.
 
     Returns:
         The processes, ready to ``run`` for :attr:`LavaNetwork.num_steps` steps.
@@ -201,6 +203,7 @@ def build_network(net: IntegerNetwork, x: np.ndarray, steps: int, *,
             steps=steps,
             offset=1 + depth,
             num_samples=num,
+            first_sample=int(first_sample),
             name=layer.name,
         )
         if layer.spiking:
@@ -476,6 +479,7 @@ def simulate(
     labels: np.ndarray | None = None,
     record: RecordMode | str | None = None,
     digest_key: int | None = None,
+    first_sample: int = 0,
     progress: bool = False,
     config: LavaRunConfig | None = None,
 ) -> SpikeRunResult:
@@ -492,6 +496,8 @@ def simulate(
         record: ``None``, ``"counts"`` (per-neuron spike counts) or ``"spikes"`` (trains).
         digest_key: also compute each sample's and layer's keyed spike-train digest
             (:mod:`qcfs_lava.digest`) inside the neuron models; ``None``: no digests.
+        first_sample: index of ``x[0]`` in a larger request (a shard, a re-run range),
+            passed to the neuron processes (see :func:`build_network`).
         progress: show a tqdm bar over chunks of samples.
         config: run options (:class:`LavaRunConfig`).
 
@@ -527,7 +533,8 @@ def simulate(
                      leave=True):
         with _record_folder(config) as folder:
             built = build_network(net, x[start:start + per_run], steps, record=record,
-                                  record_dir=folder, digest_key=digest_key)
+                                  record_dir=folder, digest_key=digest_key,
+                                  first_sample=first_sample + start)
             lava_steps += built.num_steps
             parts.append(_run(built, config))
     wall = time.perf_counter() - t0

@@ -61,12 +61,12 @@ def record_layout(record: str, steps: int, num_neurons: int) -> tuple[int, int]:
 
 class _QcfsBase(AbstractProcess):
     def __init__(self, *, shape, weight_exp, bias, v_init, steps, offset, num_samples,
-                 name=None, **params) -> None:
+                 first_sample=0, name=None, **params) -> None:
         shape = tuple(int(s) for s in shape)
         bias = np.broadcast_to(np.asarray(bias, dtype=np.int64), shape).astype(np.int32)
         super().__init__(shape=shape, weight_exp=int(weight_exp), steps=int(steps),
-                         offset=int(offset), num_samples=int(num_samples), name=name,
-                         **params)
+                         offset=int(offset), num_samples=int(num_samples),
+                         first_sample=int(first_sample), name=name, **params)
         self.a_in = InPort(shape=shape)
         self.v = Var(shape=shape, init=int(v_init))
         self.v_init = Var(shape=(1,), init=int(v_init))
@@ -92,11 +92,13 @@ class QcfsNeuron(_QcfsBase):
         digest_key: key of the spike-train digests (``None``: no digests); needs
             ``record_to``.
         layer_index: the layer's index in the network (selects its digest words).
+        first_sample: index of this run's sample 0 in the whole request (not used by the
+            dynamics; for models that name samples, such as fault injection in tests).
     """
 
     def __init__(self, *, shape, vth, v_init, weight_exp, bias, steps, offset, num_samples,
                  record="total", record_to=None, digest_key=None, layer_index=0,
-                 name=None) -> None:
+                 first_sample=0, name=None) -> None:
         if record not in RECORD_MODES:
             raise ValueError(f"record must be one of {RECORD_MODES}, got {record!r}")
         if digest_key is not None and record_to is None:
@@ -104,7 +106,8 @@ class QcfsNeuron(_QcfsBase):
         num = int(np.prod(shape))
         bits, words = record_layout(record, steps, num) if record_to is None else (0, 1)
         super().__init__(shape=shape, weight_exp=weight_exp, bias=bias, v_init=v_init,
-                         steps=steps, offset=offset, num_samples=num_samples, name=name,
+                         steps=steps, offset=offset, num_samples=num_samples,
+                         first_sample=first_sample, name=name,
                          vth=int(vth), record=record, record_bits=bits,
                          record_to=None if record_to is None else str(record_to),
                          digest_key=None if digest_key is None else int(digest_key),
@@ -125,9 +128,10 @@ class QcfsOutput(_QcfsBase):
     """
 
     def __init__(self, *, shape, v_init, weight_exp, bias, steps, offset, num_samples,
-                 name=None) -> None:
+                 first_sample=0, name=None) -> None:
         super().__init__(shape=shape, weight_exp=weight_exp, bias=bias, v_init=v_init,
-                         steps=steps, offset=offset, num_samples=num_samples, name=name)
+                         steps=steps, offset=offset, num_samples=num_samples,
+                         first_sample=first_sample, name=name)
         self.potentials = Var(shape=(int(num_samples),) + self.proc_params["shape"], init=0)
         self.s_out = OutPort(shape=self.proc_params["shape"])
 
