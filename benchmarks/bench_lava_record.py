@@ -6,7 +6,8 @@ fresh Lava run; the per-step time is the difference of the two walls over the di
 Lava steps, so start-up (building and starting the processes) cancels while everything that
 grows with the samples (the run, per-sample record reads) stays. The same slope is taken of
 CPU time (this process and its reaped children, i.e. Lava's processes: user + system), which
-other jobs on a shared machine disturb far less than wall time. Configurations, in one
+other jobs on a shared machine disturb less than wall time. ``read_s_per_sample`` is the
+time this process spends reading the records back after the ``--samples-high`` run. Configurations, in one
 process, one after the other, ``--repeats`` rounds (the smallest slope is kept):
 
 - ``plain``: ``simulate(record=None)``: spike totals only;
@@ -94,6 +95,9 @@ def main(argv=None) -> int:
     p.add_argument("--samples-high", type=int, default=4)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--emulator-samples", type=int, default=0,
+                   help="also time the emulator alone on this many samples (one batch), "
+                   "with and without digests: its cost per sample at scale")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
 
@@ -107,6 +111,7 @@ def main(argv=None) -> int:
     cpu_slope: dict[str, float] = {}
     emu_slope: dict[str, float] = {}
     walls: dict[str, list] = {c: [] for c in configs}
+    read_s: dict[str, float] = {}
     kept: dict[str, object] = {}
     for r in range(args.repeats):
         for config in configs:
@@ -118,6 +123,7 @@ def main(argv=None) -> int:
             slope[config] = min(slope.get(config, s), s)
             cpu_slope[config] = min(cpu_slope.get(config, cs), cs)
             kept[config] = res
+            read_s[config] = min(read_s.get(config, res.extra["read_s"]), res.extra["read_s"])
             if config in ("check", "prev_check"):
                 e_lo, _, _ = _timed(lambda c=config: _emulator(net, x[:lo], steps, c))
                 e_hi, _, emu = _timed(lambda c=config: _emulator(net, x[:hi], steps, c))
@@ -126,6 +132,21 @@ def main(argv=None) -> int:
                 kept[f"{config}_emulator"] = emu
             print(f"round {r}: {config}: {s:.4f} s/step, {cs:.4f} cpu s/step (walls "
                   f"{t_lo:.1f} s, {t_hi:.1f} s; cpu {c_lo:.1f} s, {c_hi:.1f} s)", flush=True)
+    emulator_batch = None
+    if args.emulator_samples:
+        from qcfs_lava.emulator import emulate
+
+        xe = cifar_images(args.emulator_samples)
+        m = len(xe)
+        emulator_batch = {"samples": m}
+        for name, kw in (("counts", {}), ("counts_and_digests", {"digest_key": KEY}),
+                         ("spikes", None)):
+            record = "spikes" if kw is None else "counts"
+            wall, cpu, _ = _timed(lambda r=record, k=kw or {}: emulate(net, xe, steps, record=r,
+                                                                      batch_size=m, **k))
+            emulator_batch[name] = {"s_per_step": wall / (m * steps),
+                                    "cpu_s_per_step": cpu / (m * steps)}
+            print(f"emulator {name}: {wall / (m * steps):.4f} s per sample-step", flush=True)
     same = {}
     if "counts" in kept and "prev_counts" in kept:
         same["counts_equal_prev_counts"] = all(
@@ -163,6 +184,8 @@ def main(argv=None) -> int:
                               if "check" in slope and "counts" in slope else None),
         "cpu_check_over_counts": (cpu_slope["check"] / cpu_slope["counts"]
                                   if "check" in cpu_slope and "counts" in cpu_slope else None),
+        "read_s_per_sample": {k: v / hi for k, v in read_s.items()},
+        "emulator_batch": emulator_batch,
         "walls_and_cpu_s": walls,
         "identical": same,
     }

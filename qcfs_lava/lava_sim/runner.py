@@ -323,7 +323,10 @@ def _run(built: LavaNetwork, config: LavaRunConfig) -> dict:
         if failed:
             _shutdown_after_failure(head)
     try:
-        return _read(built)
+        t0 = time.perf_counter()
+        out = _read(built)
+        out["read_s"] = time.perf_counter() - t0
+        return out
     finally:
         head.stop()
 
@@ -578,5 +581,6 @@ def simulate(
         labels=labels,
         backend="lava",
         extra={"wall_s": wall, "lava_steps": lava_steps, "runs": len(starts),
+               "read_s": sum(p["read_s"] for p in parts),
                "samples_per_s": num / wall if wall > 0 else None},
     )

@@ -59,6 +59,7 @@ def merge_results(parts: list[SpikeRunResult], labels: np.ndarray | None = None
         "wall_s": max(p.extra.get("wall_s", 0.0) for p in parts),
         "lava_steps": sum(p.extra.get("lava_steps", 0) for p in parts),
         "runs": sum(p.extra.get("runs", 0) for p in parts),
+        "read_s": sum(p.extra.get("read_s", 0.0) for p in parts),
         "shards": len(parts),
     }
     return replace(
