@@ -7,8 +7,9 @@ Lava steps, so start-up (building and starting the processes) cancels while ever
 grows with the samples (the run, per-sample record reads) stays. The same slope is taken of
 CPU time (this process and its reaped children, i.e. Lava's processes: user + system), which
 other jobs on a shared machine disturb less than wall time. ``read_s_per_sample`` is the
-time this process spends reading the records back after the ``--samples-high`` run. Configurations, in one
-process, one after the other, ``--repeats`` rounds (the smallest slope is kept):
+time this process spends reading the records back after the ``--samples-high`` run.
+Configurations, in one process, one after the other, ``--repeats`` rounds (the smallest
+slope is kept):
 
 - ``plain``: ``simulate(record=None)``: spike totals only;
 - ``counts``: ``simulate(record="counts")``: per-neuron counts kept in the neuron models and
