@@ -88,6 +88,33 @@ def _timed(fn):
     return time.perf_counter() - t0, _cpu() - c0, out
 
 
+def in_model_cost(net, steps: int, density: float = 0.1, repeats: int = 5) -> dict:
+    """CPU seconds per Lava step that the neuron models' recording adds, all hidden layers
+    summed: the record store of :mod:`qcfs_lava.lava_sim.procs.neuron` fed random spikes
+    (``density``), counts alone and counts with digests (best of ``repeats``)."""
+    from qcfs_lava.lava_sim.procs.neuron import _RecordStore
+    from qcfs_lava.lava_sim.runner import lava_shape
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, key in (("counts", None), ("counts_and_digests", KEY)):
+        best = None
+        for _ in range(repeats):
+            total = 0.0
+            for index, layer in enumerate(net.layers[:-1]):
+                p = {"num_samples": 1, "steps": steps, "record": "counts", "digest_key": key,
+                     "layer_index": index, "shape": lava_shape(layer.shape)}
+                store = _RecordStore(p, layer.num_neurons)
+                spikes = rng.random((steps, layer.num_neurons)) < density
+                t0 = time.process_time()
+                for t in range(steps):
+                    store.add(spikes[t], 0, t)
+                total += time.process_time() - t0
+            best = total if best is None else min(best, total)
+        out[name] = best / steps
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="vgg16", choices=["vgg16", "resnet18"])
@@ -99,6 +126,8 @@ def main(argv=None) -> int:
     p.add_argument("--emulator-samples", type=int, default=0,
                    help="also time the emulator alone on this many samples (one batch), "
                    "with and without digests: its cost per sample at scale")
+    p.add_argument("--in-model", action="store_true",
+                   help="also time the neuron models' recording code alone (CPU s per step)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
 
@@ -148,6 +177,9 @@ def main(argv=None) -> int:
             emulator_batch[name] = {"s_per_step": wall / (m * steps),
                                     "cpu_s_per_step": cpu / (m * steps)}
             print(f"emulator {name}: {wall / (m * steps):.4f} s per sample-step", flush=True)
+    in_model = in_model_cost(net, steps) if args.in_model else None
+    if in_model:
+        print(f"in-model recording, CPU s per step: {in_model}", flush=True)
     same = {}
     if "counts" in kept and "prev_counts" in kept:
         same["counts_equal_prev_counts"] = all(
@@ -187,6 +219,7 @@ def main(argv=None) -> int:
                                   if "check" in cpu_slope and "counts" in cpu_slope else None),
         "read_s_per_sample": {k: v / hi for k, v in read_s.items()},
         "emulator_batch": emulator_batch,
+        "in_model_record_cpu_s_per_step": in_model,
         "walls_and_cpu_s": walls,
         "identical": same,
     }

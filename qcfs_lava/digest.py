@@ -19,7 +19,8 @@ with probability exactly ``2**-64``, for any given pair of trains (the key is dr
 the network and its inputs are fixed, and a fault cannot depend on it). Over ``M``
 comparisons (samples times layers) the chance that some differing train goes unnoticed is at
 most ``M * 2**-64``: below ``1e-13`` for a million comparisons (10,000 images x 100 layers).
-A single changed spike is always detected: the difference is then one word, never zero.
+A single changed spike also changes its neuron's spike count, which ``simulate --check``
+compares as well, so it is always detected.
 """
 
 from __future__ import annotations

@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_args(p)
     p.set_defaults(samples=DEFAULT_SAMPLES)
     p.add_argument("--check", action="store_true",
-                   help="compare spikes and potentials with the emulator; exit 1 on mismatch")
+                   help="compare every spike (through per-sample, per-layer 64-bit digests), "
+                   "each neuron's spike count and the potentials with the emulator; name the "
+                   "first difference; exit 1 on mismatch")
     p.add_argument("--stock-conv", action="store_true",
                    help="use lava's stock (scipy) Conv model instead of the fast exact one")
     p.add_argument("--stock-dense", action="store_true",
