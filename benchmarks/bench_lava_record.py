@@ -122,7 +122,8 @@ def main(argv=None) -> int:
     p.add_argument("--samples-low", type=int, default=1)
     p.add_argument("--samples-high", type=int, default=4)
     p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--configs", default=",".join(CONFIGS),
+                   help=f"comma-separated subset of {','.join(CONFIGS)}, or none")
     p.add_argument("--emulator-samples", type=int, default=0,
                    help="also time the emulator alone on this many samples (one batch), "
                    "with and without digests: its cost per sample at scale")
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
     _, net = seeded_network(args.model)
     lo, hi, steps = args.samples_low, args.samples_high, args.steps
     x = cifar_images(hi)
-    configs = args.configs.split(",")
+    configs = [c for c in args.configs.split(",") if c and c != "none"]
     slope: dict[str, float] = {}
     cpu_slope: dict[str, float] = {}
     emu_slope: dict[str, float] = {}
