@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-
-import numpy as np
-
-from qcfs_lava.errors import DatasetError
+import importlib
 
 
 def parse_steps(text: str) -> list[int]:
@@ -55,12 +52,36 @@ def add_force_arg(p: argparse.ArgumentParser) -> None:
                    "input file is never replaced)")
 
 
+class RegistryHelp(str):
+    """A help text that lists the names of a library registry, read when the help is shown.
+
+    ``RegistryHelp("dataset name ({names})", "qcfs_lava.data", "DATASETS")``: the module is
+    imported only when argparse formats the help, so building the parser (and ``--help``)
+    does not import torch, and the list is the library's own.
+    """
+
+    def __new__(cls, template: str, module: str, attribute: str) -> RegistryHelp:
+        obj = super().__new__(cls, template)
+        obj.module, obj.attribute = module, attribute
+        return obj
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(getattr(importlib.import_module(self.module), self.attribute))
+
+    def __mod__(self, params) -> str:  # argparse expands help with ``help % params``
+        return str.__mod__(str(self).replace("{names}", ", ".join(self.names())), params)
+
+
+DATASETS_HELP = "qcfs_lava.data", "DATASETS"
+MODELS_HELP = "qcfs_lava.model.zoo", "MODELS"
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     """``--dataset``, ``--data-root``, ``--samples``."""
     p.add_argument("--dataset", default=None,
-                   help="dataset name (digits, mnist-split, mnist, fashion-mnist, cifar10, "
-                   "cifar100, cifar10-subset) or npz:FILE.npz for your own arrays (x uint8 "
-                   "NCHW/NHWC, y labels); default: the one recorded in the network/checkpoint")
+                   help=RegistryHelp("dataset: one of {names} (npz:PATH: your own arrays, x "
+                                     "uint8 NCHW/NHWC and y labels); default: the one "
+                                     "recorded in the network/checkpoint", *DATASETS_HELP))
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--samples", type=positive_int, default=None,
                    help="use only the first N test samples (default: all)")
@@ -68,13 +89,6 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 def load_test_data(args: argparse.Namespace, default_dataset: str | None):
     """The test split chosen by ``args`` -> ``(x_uint8, y, split)``."""
-    from qcfs_lava.data import load_dataset
+    from qcfs_lava.data import load_test_samples
 
-    name = args.dataset or default_dataset
-    if not name:
-        raise DatasetError("no dataset given and none recorded in the file: pass --dataset")
-    split = load_dataset(name, args.data_root)
-    x, y = split.x_test, split.y_test
-    if args.samples is not None:
-        x, y = x[: args.samples], y[: args.samples]
-    return np.ascontiguousarray(x), y, split
+    return load_test_samples(args.dataset or default_dataset, args.data_root, args.samples)

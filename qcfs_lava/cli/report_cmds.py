@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train ReLU, clip-floor and clip-floor-shift models for several L, then "
         "evaluate ANN accuracy vs L and float-SNN accuracy vs T; write DIR/sweep.md, "
         "DIR/sweep.json and plots. Trained runs are reused unless --no-resume. Options left "
-        "out take the defaults of qcfs_lava.analysis.sweep.SweepConfig; sweep.json records "
+        "out take the defaults of qcfs_lava.sweep.SweepConfig; sweep.json records "
         "the resolved values.",
     )
     s.add_argument("--dataset", default=None, help="dataset name")
@@ -91,7 +91,7 @@ def _setup_logging() -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from qcfs_lava.analysis.report import ReportConfig, make_report
+    from qcfs_lava.report import ReportConfig, make_report
 
     _setup_logging()
     if args.lava_samples < 0:
@@ -123,31 +123,14 @@ def run_report(args: argparse.Namespace) -> int:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # leave no empty output folder behind
         raise
-    b = result.data["error_budget"]
-
-    def pct(v):
-        return "n/a" if v is None else f"{100 * v:.2f}%"
-
-    tb = str(config.budget_steps)
-    print(f"error budget at T={tb} on {b['samples']} samples:")
-    print(f"  ReLU ANN     {pct(b['relu_ann'])}")
-    print(f"  QCFS ANN     {pct(b['qcfs_ann'])}")
-    print(f"  float SNN    {pct(b['float_snn'][tb])}")
-    print(f"  integer SNN  {pct(b['integer_snn'][tb])}")
-    lava = b.get("lava")
-    if lava and "skipped" not in lava:
-        print(f"  Lava         {pct(lava['accuracy'])} on {lava['samples']} samples, "
-              f"{lava['mismatches']} mismatches with the emulator")
-    elif lava:
-        print(f"  Lava         skipped: {lava['skipped']}")
+    print(result.budget.format(steps=[config.budget_steps]))
     print(f"wrote {result.markdown}, {result.json} and {len(result.plots)} plots")
-    if lava and lava.get("mismatches"):
-        return 1
-    return 0
+    lava = result.budget.lava
+    return 1 if lava is not None and lava.mismatches else 0
 
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
-    from qcfs_lava.analysis.sweep import SweepConfig, run_sweep
+    from qcfs_lava.sweep import SweepConfig, run_sweep
 
     _setup_logging()
     options = {k: getattr(args, k) for k in _SWEEP_OPTIONS if getattr(args, k) is not None}

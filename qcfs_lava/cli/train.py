@@ -7,6 +7,9 @@ import logging
 import time
 
 from qcfs_lava.cli.common import (
+    DATASETS_HELP,
+    MODELS_HELP,
+    RegistryHelp,
     add_data_args,
     add_force_arg,
     load_test_data,
@@ -24,10 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "config.json, best.pt, last.pt and metrics.json into --out. Under torchrun the run is "
         "data-parallel (gloo on CPU).",
     )
-    p.add_argument("--model", default="cnn", help="model name (mlp, cnn, vgg11, vgg16, "
-                   "resnet18, resnet20, resnet34); default cnn")
+    p.add_argument("--model", default="cnn",
+                   help=RegistryHelp("model name ({names}); default cnn", *MODELS_HELP))
     p.add_argument("--dataset", default="digits",
-                   help="dataset name, or npz:FILE.npz for your own arrays; default digits")
+                   help=RegistryHelp("dataset: one of {names} (npz:PATH: your own arrays); "
+                                     "default digits", *DATASETS_HELP))
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--download", action="store_true", help="let torchvision download data")
     p.add_argument("--out", required=True, help="output folder, e.g. runs/cnn-digits")
@@ -49,6 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=int, default=None)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     p.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+    p.add_argument("--thresh-decay", action=argparse.BooleanOptionalAction, default=None,
+                   help="weight decay on the QCFS thresholds too, as the QCFS reference "
+                   "(default: the dataset's recipe)")
+    p.add_argument("--init-from", default=None, metavar="CKPT",
+                   help="start from this checkpoint of the same model and data (e.g. a ReLU "
+                   "run): calibrated to QCFS, written as OUT/init.pt, then trained")
+    p.add_argument("--init-percentile", type=float, default=None,
+                   help="calibration percentile for --init-from (default 99.5)")
     p.set_defaults(func=run_train)
 
     e = sub.add_parser(
@@ -68,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 _FIELDS = ("activation", "levels", "phi", "thresh", "width", "epochs", "batch_size", "lr",
-           "optimizer", "weight_decay", "seed", "augment", "num_workers", "device")
+           "optimizer", "weight_decay", "seed", "augment", "num_workers", "device",
+           "thresh_decay", "init_from", "init_percentile")
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -514,11 +514,15 @@ def simulate(
         ``extra`` holds the wall time and the Lava steps run.
 
     Raises:
-        NetworkValidationError: ``x``, ``steps`` or ``record`` do not fit ``net``.
+        NetworkValidationError: ``x``, ``steps`` or ``record`` do not fit ``net``, or ``net``
+            was converted with integer ranges other than Loihi's (wider weights).
         LavaSimulationError: a Lava process model raised (its traceback is included).
     """
     config = config or LavaRunConfig()
     args = check_run_arguments(net, x, steps, labels=labels, record=record)
+    if net.ranges != hw.LOIHI_RANGES:
+        raise NetworkValidationError(f"Lava runs Loihi's 8-bit weights, not this network's "
+                                     f"{net.ranges.weight_bits}-bit ones; emulate it instead")
     if digest_key is not None and config.record_transport != "file":
         raise NetworkValidationError(
             "spike-train digests are computed by the neuron models and written to files: "

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -259,8 +259,3 @@ def build_model(
         return make_activation(activation, levels, phi, thresh)
 
     return _BUILDERS[name](in_channels, num_classes, input_size, act, width, **kw)
-
-
-def activation_modules(model: nn.Module, types: Sequence[type] = (QCFS, nn.ReLU)) -> list[str]:
-    """Names of the activation modules of ``model`` in forward order."""
-    return [name for name, m in model.named_modules() if isinstance(m, tuple(types))]
