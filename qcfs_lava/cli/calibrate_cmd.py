@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qcfs_lava.cli.common import non_negative_int, positive_int
+from qcfs_lava.cli.common import non_negative_int, positive_float, positive_int
 
 
 def _percentile(text: str) -> float:
@@ -15,16 +15,6 @@ def _percentile(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 100], got {text!r}") from None
     if not 0.0 < value <= 100.0:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 100], got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0.0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 
@@ -48,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one lambda per output channel (where exact; see the docs)")
     p.add_argument("--finetune-epochs", type=non_negative_int, default=0,
                    help="epochs of QCFS fine-tuning after calibration (default 0)")
-    p.add_argument("--lr", type=_positive_float, default=0.01,
+    p.add_argument("--lr", type=positive_float, default=0.01,
                    help="fine-tune learning rate (SGD, cosine; default 0.01)")
     p.add_argument("--phi", type=float, default=0.5, help="QCFS shift (default 0.5)")
     p.add_argument("--samples", type=positive_int, default=1000,

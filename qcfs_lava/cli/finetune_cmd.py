@@ -5,28 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qcfs_lava.cli.common import positive_int
-
-
-def _steps_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
-def _lr(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0.0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+from qcfs_lava.cli.common import parse_steps, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,10 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=positive_int, required=True,
                    help="the deployment T the SNN is trained at")
     p.add_argument("--epochs", type=positive_int, default=2, help="passes over the training split")
-    p.add_argument("--loss-steps", type=_steps_list, default=None,
+    p.add_argument("--loss-steps", type=parse_steps, default=None,
                    help="comma-separated T values whose prefix-mean logits enter the loss "
                    "(e.g. 1,2,4: stays good at smaller T); default: just --steps")
-    p.add_argument("--lr", type=_lr, default=3e-4, help="Adam learning rate (cosine to 0)")
+    p.add_argument("--lr", type=positive_float, default=3e-4,
+                   help="Adam learning rate (cosine to 0)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
     p.add_argument("--fixed-thresholds", action="store_true",
                    help="keep the ANN's thresholds (default: train them)")
@@ -79,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                               "another file")
     try:
         config = FinetuneConfig(steps=args.steps, epochs=args.epochs,
-                                loss_steps=args.loss_steps or (), lr=args.lr,
+                                loss_steps=tuple(args.loss_steps or ()), lr=args.lr,
                                 batch_size=args.batch_size,
                                 train_thresholds=not args.fixed_thresholds, seed=args.seed,
                                 data_seed=args.split_seed)
