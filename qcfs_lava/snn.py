@@ -1,12 +1,19 @@
 r"""The float SNN (``docs/contract.md``, section 2): each QCFS becomes an integrate-and-fire neuron.
 
-For every hidden activation layer with threshold :math:`\theta = \lambda`:
+For every hidden activation layer with QCFS threshold :math:`\lambda` and payload bound
+:math:`P` (the largest payload of one spike; ``P = 1``: binary spikes), the unit threshold is
+:math:`\theta = \lambda / P`:
 
 .. math::
     v(0) &= \varphi\,\theta \\
     v(t) &= v(t-1) + z(t) \\
-    s(t) &= \theta\,[v(t) \ge \theta] \\
+    n(t) &= \min(P, \max(0, \lfloor v(t) / \theta \rfloor)) \\
+    s(t) &= \theta\,n(t) \\
     v(t) &\leftarrow v(t) - s(t)
+
+With ``P = 1`` this is the binary neuron ``s = theta [v >= theta]``. With ``P = L`` (the QCFS
+levels) the first step's output is ``lambda / L * clip(floor(z L / lambda + phi), 0, L)``, the
+QCFS activation itself: at ``T = 1`` the float SNN is the QCFS ANN.
 
 The same normalised image enters the first layer at every step; the logits at ``T`` are the
 mean of the classifier outputs over the first ``T`` steps, so one pass of ``max(steps)`` steps
@@ -19,15 +26,18 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
-from qcfs_lava.errors import UnsupportedLayerError
+from qcfs_lava import hardware as hw
+from qcfs_lava.errors import UnsupportedLayerError, UsageError
 from qcfs_lava.model.qcfs import QCFS
 from qcfs_lava.progress import bar
 
 __all__ = [
     "IFNeuron",
+    "check_payload",
     "SNNResult",
     "evaluate_ann",
     "evaluate_snn",
@@ -41,27 +51,34 @@ class IFNeuron(nn.Module):
     r"""Integrate-and-fire neuron with soft reset, the spiking twin of :class:`QCFS`.
 
     .. math::
-        v \leftarrow v + x;\quad s = \theta\,[v \ge \theta];\quad v \leftarrow v - s
+        v \leftarrow v + x;\quad n = \min(P, \max(0, \lfloor v / \theta \rfloor));\quad
+        s = \theta\,n;\quad v \leftarrow v - s
 
-    The membrane starts at ``phi * theta``; call :meth:`reset` before each new input.
+    with the unit threshold ``theta = thresh / payload``. The membrane starts at
+    ``phi * theta``; call :meth:`reset` before each new input. ``payload = 1`` is the binary
+    neuron ``s = theta [v >= theta]``.
 
     Args:
-        thresh: threshold ``theta`` (the QCFS ``lambda``).
-        phi: initial membrane as a fraction of ``theta``.
+        thresh: the QCFS ``lambda`` (the threshold of a binary neuron).
+        phi: initial membrane as a fraction of the unit threshold.
+        payload: the largest payload ``P`` of one spike (graded spikes when ``P > 1``).
 
     Shape:
         any; element-wise, the state takes the shape of the first input.
     """
 
-    def __init__(self, thresh: float | torch.Tensor, phi: float) -> None:
+    def __init__(self, thresh: float | torch.Tensor, phi: float, payload: int = 1) -> None:
         super().__init__()
+        payload = check_payload(payload)
         thresh = torch.as_tensor(thresh)
         if not thresh.is_floating_point():
             thresh = thresh.to(torch.get_default_dtype())
         self.register_buffer("thresh", thresh.detach().clone().reshape(1))
         self.phi = float(phi)
+        self.payload = payload
         self.v: torch.Tensor | None = None
-        self.spikes = 0.0  # total spikes since the last reset_counts()
+        self.spikes = 0.0  # messages (spikes, whatever their payload) since reset_counts()
+        self.payload_sum = 0.0  # payloads summed over those messages
         self.neurons = 0  # neurons per sample
 
     def reset(self) -> None:
@@ -69,21 +86,36 @@ class IFNeuron(nn.Module):
 
     def reset_counts(self) -> None:
         self.spikes = 0.0
+        self.payload_sum = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        theta = self.thresh.to(x.dtype)
+        theta = self.thresh.to(x.dtype) / self.payload  # the unit threshold
         if self.v is None:
             self.v = torch.full_like(x, 0.0) + self.phi * theta
             self.neurons = int(x[0].numel())
         self.v = self.v + x
-        fired = (self.v >= theta).to(x.dtype)
-        self.spikes += float(fired.sum())
-        out = fired * theta
+        if self.payload == 1:
+            n = (self.v >= theta).to(x.dtype)
+        else:
+            n = torch.floor(self.v / theta).clamp_(0, self.payload)
+        self.spikes += float((n > 0).sum())
+        self.payload_sum += float(n.sum())
+        out = n * theta
         self.v = self.v - out
         return out
 
     def extra_repr(self) -> str:
-        return f"thresh={self.thresh.item():.4g}, phi={self.phi}"
+        extra = f", payload={self.payload}" if self.payload != 1 else ""
+        return f"thresh={self.thresh.item():.4g}, phi={self.phi}{extra}"
+
+
+def check_payload(payload) -> int:
+    """``payload`` as an int in ``[1, PAYLOAD_MAX]``, or a :class:`UsageError` saying why not."""
+    if isinstance(payload, bool) or not isinstance(payload, (int, np.integer)) or not (
+            1 <= int(payload) <= hw.PAYLOAD_MAX):
+        raise UsageError(f"payload (graded spikes' largest payload P) must be an integer in "
+                         f"[1, {hw.PAYLOAD_MAX}] (1: binary spikes), got {payload!r}")
+    return int(payload)
 
 
 def _check(model: nn.Module) -> None:
@@ -97,23 +129,28 @@ def _check(model: nn.Module) -> None:
         raise UnsupportedLayerError("model has no QCFS activation: nothing to convert to spikes")
 
 
-def _swap(module: nn.Module) -> None:
+def _swap(module: nn.Module, payload: int) -> None:
     for name, child in list(module.named_children()):
         if isinstance(child, QCFS):
-            setattr(module, name, IFNeuron(child.thresh.detach().clone(), child.phi))
+            setattr(module, name, IFNeuron(child.thresh.detach().clone(), child.phi, payload))
         else:
-            _swap(child)
+            _swap(child, payload)
 
 
-def to_snn(model: nn.Module) -> nn.Module:
+def to_snn(model: nn.Module, payload: int = 1) -> nn.Module:
     """A deep copy of ``model`` with every :class:`QCFS` replaced by an :class:`IFNeuron`.
+
+    Args:
+        model: a model with QCFS activations.
+        payload: the largest payload ``P`` of a spike (1: binary spikes).
 
     Raises:
         UnsupportedLayerError: the model has ReLU or MaxPool2d, or no QCFS at all.
     """
+    payload = check_payload(payload)
     _check(model)
     snn = copy.deepcopy(model).eval()
-    _swap(snn)
+    _swap(snn, payload)
     return snn
 
 
@@ -122,7 +159,8 @@ def _neurons(snn: nn.Module) -> list[tuple[str, IFNeuron]]:
 
 
 @torch.no_grad()
-def snn_outputs(model: nn.Module, x_float: torch.Tensor, steps: int) -> torch.Tensor:
+def snn_outputs(model: nn.Module, x_float: torch.Tensor, steps: int,
+                payload: int = 1) -> torch.Tensor:
     """Classifier output of the float SNN at every step, for one batch.
 
     The SNN logits at ``T`` are ``snn_outputs(...)[:T].mean(0)``.
@@ -130,7 +168,7 @@ def snn_outputs(model: nn.Module, x_float: torch.Tensor, steps: int) -> torch.Te
     Shape:
         ``x_float``: ``(N, C, H, W)``; returns ``(steps, N, num_classes)``.
     """
-    snn = to_snn(model)
+    snn = to_snn(model, payload)
     outputs = [snn(x_float) for _ in range(int(steps))]
     return torch.stack(outputs)
 
@@ -141,13 +179,19 @@ class SNNResult:
 
     Attributes:
         accuracy: ``{T: accuracy}`` (fractions).
-        spike_rates: ``{layer name: spikes / (neurons * T_max * samples)}``.
+        spike_rates: ``{layer name: messages / (neurons * T_max * samples)}`` (spikes sent,
+            whatever their payload).
         steps: the largest ``T`` simulated.
+        payload: the payload bound ``P`` of the neurons (1: binary spikes).
+        payload_rates: ``{layer name: summed payloads / (neurons * T_max * samples)}``
+            (equal to ``spike_rates`` for binary spikes).
     """
 
     accuracy: dict[int, float]
     spike_rates: dict[str, float] = field(default_factory=dict)
     steps: int = 0
+    payload: int = 1
+    payload_rates: dict[str, float] = field(default_factory=dict)
 
 
 def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, desc: str):
@@ -183,10 +227,12 @@ def simulate_snn(
     y: torch.Tensor,
     steps: Sequence[int],
     batch_size: int = 256,
+    payload: int = 1,
 ) -> SNNResult:
     """Run the float SNN of ``model`` for ``max(steps)`` steps; accuracy at each ``T``.
 
-    The user's model is not modified (a deep copy is converted).
+    The user's model is not modified (a deep copy is converted). ``payload`` is the largest
+    payload ``P`` of a spike (1: binary spikes; see the module docstring).
 
     Shape:
         ``x_float``: ``(N, C, H, W)`` normalised images; ``y``: ``(N,)``.
@@ -195,7 +241,7 @@ def simulate_snn(
     if not steps or steps[0] < 1:
         raise ValueError(f"steps must be positive integers, got {steps}")
     t_max = steps[-1]
-    snn = to_snn(model)
+    snn = to_snn(model, payload)
     device = next(model.parameters()).device
     snn.to(device)
     neurons = _neurons(snn)
@@ -215,7 +261,12 @@ def simulate_snn(
     rates = {
         name: neuron.spikes / max(neuron.neurons * t_max * n, 1) for name, neuron in neurons
     }
-    return SNNResult({t: c / n for t, c in correct.items()}, rates, t_max)
+    payload_rates = {
+        name: neuron.payload_sum / max(neuron.neurons * t_max * n, 1)
+        for name, neuron in neurons
+    }
+    return SNNResult({t: c / n for t, c in correct.items()}, rates, t_max, int(payload),
+                     payload_rates)
 
 
 def evaluate_snn(
@@ -224,9 +275,10 @@ def evaluate_snn(
     y: torch.Tensor,
     steps: Sequence[int],
     batch_size: int = 256,
+    payload: int = 1,
 ) -> dict[int, float]:
     """Float-SNN accuracy ``{T: accuracy}`` for every ``T`` in ``steps`` (one pass).
 
     See :func:`simulate_snn` (which also returns spike rates).
     """
-    return simulate_snn(model, x_float, y, steps, batch_size).accuracy
+    return simulate_snn(model, x_float, y, steps, batch_size, payload).accuracy
