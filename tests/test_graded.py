@@ -1,0 +1,139 @@
+"""Graded spikes (payload bound P): integer network, emulator, Lava (contract, section 3)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from netgen import random_network, reference_run
+
+from qcfs_lava import hardware as hw
+from qcfs_lava.emulator import emulate
+from qcfs_lava.errors import NetworkValidationError
+from qcfs_lava.network import INPUT, IntegerNetwork, NeuronLayer, Synapse
+
+
+@pytest.mark.parametrize("payload", [2, 4, 7])
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("conv,residual", [(False, False), (True, True), (False, True)])
+def test_graded_emulator_equals_plain_int64_loop(payload, seed, conv, residual):
+    rng = np.random.default_rng(seed)
+    net = random_network(rng, conv=conv, residual=residual, extreme=seed % 2 == 1,
+                         payload=payload)
+    assert net.graded and net.payload == payload
+    x = rng.integers(0, 256, size=(5, *net.input_shape), dtype=np.uint8)
+    steps = 5
+    pots, trains = reference_run(net, x, steps)
+    res = emulate(net, x, steps, record="spikes", batch_size=2)
+    np.testing.assert_array_equal(res.potentials, pots)
+    for li, (got, want) in enumerate(zip(res.spikes, trains, strict=True)):
+        np.testing.assert_array_equal(got, want)
+        assert got.min() >= 0 and got.max() <= payload  # a payload above P never appears
+        np.testing.assert_array_equal(res.spike_counts[:, li],
+                                      (want != 0).reshape(5, -1).sum(1))
+        np.testing.assert_array_equal(res.payload_counts[:, li], want.reshape(5, -1).sum(1))
+        np.testing.assert_array_equal(res.neuron_counts[li], (want != 0).sum(1))
+        np.testing.assert_array_equal(res.neuron_payloads[li], want.sum(1))
+    # the totals-only path counts the same
+    plain = emulate(net, x, steps)
+    np.testing.assert_array_equal(plain.spike_counts, res.spike_counts)
+    np.testing.assert_array_equal(plain.payload_counts, res.payload_counts)
+    np.testing.assert_array_equal(plain.potentials, res.potentials)
+
+
+def test_graded_payloads_reach_the_bound_and_saturation_is_counted():
+    top, saturated = 0, 0
+    for seed in range(1, 12, 2):
+        rng = np.random.default_rng(seed)
+        net = random_network(rng, conv=True, residual=True, extreme=True, payload=3)
+        x = rng.integers(0, 256, size=(3, *net.input_shape), dtype=np.uint8)
+        res = emulate(net, x, 4, record="spikes")
+        pots, _ = reference_run(net, x, 4)
+        np.testing.assert_array_equal(res.potentials, pots)
+        top += sum(int((s == 3).sum()) for s in res.spikes)
+        assert max(int(s.max()) for s in res.spikes) <= 3
+        saturated += int(res.saturations.sum())
+    assert top > 0 and saturated > 0
+
+
+def test_payload_one_is_the_binary_network():
+    rng = np.random.default_rng(5)
+    binary = random_network(rng, conv=True, residual=True)
+    assert not binary.graded and binary.payload == 1
+    x = rng.integers(0, 256, size=(4, *binary.input_shape), dtype=np.uint8)
+    res = emulate(binary, x, 5, record="spikes")
+    assert res.payload_counts is None and res.neuron_payloads is None
+    assert all(s.dtype == bool for s in res.spikes)
+
+
+def _layer(name, shape, syns, payload=1, spiking=True):
+    return NeuronLayer(name, shape, tuple(syns), 0, np.zeros(shape[0], np.int64),
+                       16 if spiking else None, 0, payload=payload)
+
+
+def test_network_validates_the_payload():
+    syn = Synapse(INPUT, "dense", np.full((2, 3), 2))
+    out = Synapse(0, "dense", np.full((1, 2), 2))
+    for bad in (0, -1, hw.PAYLOAD_MAX + 1, 2.5, True):
+        with pytest.raises(NetworkValidationError, match="payload"):
+            _layer("h", (2,), [syn], payload=bad)
+    with pytest.raises(NetworkValidationError, match="output layer never spikes"):
+        _layer("o", (1,), [out], payload=4, spiking=False)
+    net = IntegerNetwork((3,), (_layer("h", (2,), [syn], payload=5),
+                                _layer("o", (1,), [out], spiking=False)), levels=4, phi=0.5)
+    assert net.layers[0].message_bits == 3 and net.max_input(0) == 5
+    assert net.summary_rows()[0]["payload"] == 5
+
+
+def test_conv_bound_uses_the_payload():
+    """A conv synapse whose sum fits 24 bits for binary spikes but not for payloads up to P."""
+    w = np.full((1, 1, 16, 16), 254)  # sum |w| = 65,024
+    stem = NeuronLayer("h", (1, 16, 16), (Synapse(INPUT, "conv", np.full((1, 1, 1, 1), 2)),),
+                       0, np.zeros(1, np.int64), 16, 0, payload=255)
+    out = NeuronLayer("o", (1, 1, 1), (Synapse(0, "conv", w),), 0, np.zeros(1, np.int64),
+                      None, 0)
+    with pytest.raises(NetworkValidationError, match="24-bit"):
+        IntegerNetwork((1, 16, 16), (stem, out), levels=4, phi=0.5)
+    small = NeuronLayer("h", stem.shape, stem.synapses, 0, stem.bias_mant, 16, 0, payload=64)
+    IntegerNetwork((1, 16, 16), (small, out), levels=4, phi=0.5)
+
+
+def _wide_residual_net(payload: int, channels: int = 128) -> IntegerNetwork:
+    """stem -> a -> b (+ identity shortcut from stem) -> out, ``channels`` wide, graded."""
+    rng = np.random.default_rng(7)
+    c, hw_ = channels, (4, 4)
+
+    def w(shape, wmax=254):
+        return 2 * rng.integers(-(wmax // 2), wmax // 2 + 1, size=shape)
+
+    def layer(name, syns, e, vth):
+        return NeuronLayer(name, (c, *hw_), tuple(syns), e, rng.integers(-300, 300, size=c),
+                           vth, vth << 5, payload=payload)
+
+    stem = layer("stem", [Synapse(INPUT, "conv", w((c, 1, 3, 3), 40), padding=1)], 5, 2000)
+    a = layer("a", [Synapse(0, "conv", w((c, c, 3, 3)), padding=1)], 5, 2000)
+    b = layer("b", [Synapse(1, "conv", w((c, c, 3, 3)), padding=1),
+                    Synapse(0, "conv", np.full((c, 1, 1, 1), 128), groups=c)], 5, 2000)
+    out = NeuronLayer("out", (5,), (Synapse(2, "dense", w((5, c * 16))),), 0,
+                      np.zeros(5, np.int64), None, 0)
+    return IntegerNetwork((1, *hw_), (stem, a, b, out), levels=4, phi=0.5)
+
+
+@pytest.mark.lava
+def test_lava_equals_emulator_on_a_wide_graded_residual_network():
+    pytest.importorskip("lava", reason="lava-nc is not installed")
+    from qcfs_lava.lava_sim import simulate
+    from qcfs_lava.results import compare_results
+
+    net = _wide_residual_net(payload=4)
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 256, size=(2, *net.input_shape), dtype=np.uint8)
+    emu = emulate(net, x, 3, record="spikes")
+    for s in emu.spikes:  # the test means something: every layer sends graded payloads
+        assert int(s.max()) == 4 and int((s == 2).sum()) > 0 and int((s == 0).sum()) > 0
+    lava = simulate(net, x, 3, record="spikes")
+    mismatches = compare_results(lava, emu)
+    assert mismatches == [], "\n".join(map(str, mismatches))
+    np.testing.assert_array_equal(lava.payload_counts, emu.payload_counts)
+    np.testing.assert_array_equal(lava.saturations, emu.saturations)
+    for got, want in zip(lava.spikes, emu.spikes, strict=True):
+        np.testing.assert_array_equal(got, want)
