@@ -58,6 +58,7 @@ __all__ = [
     "find_data",
     "load_dataset",
     "load_npz",
+    "load_test_samples",
     "normalize",
     "read_idx",
     "torch_dataset",
@@ -522,6 +523,30 @@ def load_dataset(
             raise DatasetError("dataset 'npz:' names no file; write npz:PATH/TO/FILE.npz")
         return load_npz(name[len(NPZ_PREFIX):])
     raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def load_test_samples(name: str | None, root: str | Path | None = None,
+                      samples: int | None = None) -> tuple[np.ndarray, np.ndarray, DataSplit]:
+    """The first ``samples`` test samples of a dataset (all when ``None``).
+
+    Args:
+        name: dataset name (:func:`load_dataset`); usually the one recorded in a network.
+        root: folder with the files.
+        samples: how many test samples to keep from the start of the test split.
+
+    Returns:
+        ``(x_uint8, y, split)``, ``x_uint8`` C-contiguous.
+
+    Raises:
+        DatasetError: no name, or what :func:`load_dataset` raises.
+    """
+    if not name:
+        raise DatasetError("no dataset given and none recorded in the file: pass --dataset")
+    split = load_dataset(name, root)
+    x, y = split.x_test, split.y_test
+    if samples is not None:
+        x, y = x[:samples], y[:samples]
+    return np.ascontiguousarray(x), y, split
 
 
 class _ArrayDataset(torch.utils.data.Dataset):

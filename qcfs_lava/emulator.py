@@ -10,8 +10,9 @@ provably loses nothing:
   synapse when the network is compiled), otherwise in float64 (exact below ``2**53``);
   TF32 is switched off, and on GPUs convolutions run as unfold + matmul (no Winograd/FFT);
 - the shift ``acc * 2**e`` / ``floor(acc / 2**-e)`` runs in the sum's dtype (a product by
-  a power of two, exact); the result is clipped to +-2**25 (beyond that the membrane
-  saturates whatever the exact value) and the membrane runs in int32.
+  a power of two, exact); the result is clipped to +-2**25 (the network's drive limit,
+  ``IntegerRanges.drive_limit``; beyond it the membrane saturates whatever the exact value)
+  and the membrane runs in int32.
 
 A hidden layer fed by spikes only runs its whole update in float32 when that is exact (the
 "float32 layer"): its weights are pre-multiplied by ``2**e`` and its bias is the convolution's
@@ -159,6 +160,7 @@ class _CompiledLayer:
     mult: float  # 2**e
     e: int
     drive_bound: int  # max |a + bias| over every step, neuron and input
+    ranges: hw.IntegerRanges  # the network's: state range and drive limit
 
     def may_saturate(self, v_init: int, steps: int) -> bool:
         """Whether the membrane can leave the 24-bit state range within ``steps`` steps.
@@ -168,7 +170,7 @@ class _CompiledLayer:
         (only when ``v >= v_th``) moves ``v`` towards 0 without crossing it. A layer whose
         bound stays inside the range needs no saturation check.
         """
-        limit = min(hw.STATE_MAX, -hw.STATE_MIN)
+        limit = min(self.ranges.state_max, -self.ranges.state_min)
         return abs(v_init) + steps * self.drive_bound > limit
 
 
@@ -235,6 +237,7 @@ def _compile_layer(net: IntegerNetwork, layer, device: torch.device) -> _Compile
         mult=2.0 ** e,
         e=e,
         drive_bound=a_bound + int(np.abs(bias).max(initial=0)),
+        ranges=net.ranges,
     )
 
 
@@ -361,22 +364,19 @@ def _compile_synapse(syn: Synapse, in_shape: tuple[int, ...], device: torch.devi
                             channel_scale=channel_scale)
 
 
-# |v| <= 2**23 and |bias| < 2**18, so any |a| beyond 2**25 saturates the membrane whatever
-# its exact value: clipping a there keeps every result (and the saturation count) while
-# v + a + bias fits int32.
-_A_LIMIT = float(1 << 25)
+def _shift(acc: torch.Tensor, mult: float, e: int, limit: float) -> torch.Tensor:
+    """``a = acc * 2**e`` (floor for ``e < 0``), clipped to ``+-limit``, as int32.
 
-
-def _shift(acc: torch.Tensor, mult: float, e: int) -> torch.Tensor:
-    """``a = acc * 2**e`` (floor for ``e < 0``), clipped to +-2**25, as int32.
-
-    ``acc`` holds exact integers (float32 below 2**24 or float64), so the product by a power
-    of two and the floor are exact.
+    ``limit`` is the network's :attr:`~qcfs_lava.hardware.IntegerRanges.drive_limit`
+    (``2**25`` for Loihi's ranges): beyond it the membrane saturates whatever ``a``'s exact
+    value, so the clip keeps every result (and the saturation count) while ``v + a + bias``
+    fits int32. ``acc`` holds exact integers (float32 below 2**24 or float64), so the
+    product by a power of two and the floor are exact.
     """
     a = acc * mult
     if e < 0:
         a = torch.floor(a)
-    return a.clamp_(-_A_LIMIT, _A_LIMIT).to(torch.int32)
+    return a.clamp_(-limit, limit).to(torch.int32)
 
 
 @contextlib.contextmanager
@@ -428,6 +428,7 @@ def emulate(
     # a saturation check only where the membrane can leave the state range within T steps
     check = [cl.may_saturate(lay.v_init, steps) for cl, lay in zip(layers, net.layers,
                                                                    strict=True)]
+    state_min, state_max = net.ranges.state_min, net.ranges.state_max
     hidden = net.layers[:-1]
     sum_dtype = [torch.float32 if lay.num_neurons < FLOAT32_EXACT else torch.float64
                  for lay in hidden]
@@ -459,7 +460,8 @@ def emulate(
             ]
             # float32 too: |drive| <= 2**25 + 2**18, and v + drive is exact whenever it lies
             # in the state range (beyond it, rounding keeps it beyond, on the same side)
-            drive = [(_shift(fixed[li], cl.mult, cl.e) + cl.bias).to(torch.float32)
+            drive = [(_shift(fixed[li], cl.mult, cl.e, cl.ranges.drive_limit) + cl.bias)
+                     .to(torch.float32)
                      if cl.input_only else None for li, cl in enumerate(layers)]
             v = [torch.full((b, *lay.shape), lay.v_init, device=device,
                             dtype=torch.float32 if cl.float32 or cl.input_only
@@ -496,13 +498,13 @@ def emulate(
                         for syn in cl.synapses:
                             if syn.source != INPUT:
                                 acc = acc + syn(out[syn.source])
-                        vl = v[li] + _shift(acc, cl.mult, cl.e) + cl.bias
+                        vl = v[li] + _shift(acc, cl.mult, cl.e, cl.ranges.drive_limit) + cl.bias
                     if check[li]:
                         low, high = torch.aminmax(vl)
-                        if low < hw.STATE_MIN or high > hw.STATE_MAX:
-                            over = (vl > hw.STATE_MAX) | (vl < hw.STATE_MIN)
+                        if low < state_min or high > state_max:
+                            over = (vl > state_max) | (vl < state_min)
                             sat[:, li] += over.reshape(b, -1).sum(1)
-                            vl = vl.clamp_(hw.STATE_MIN, hw.STATE_MAX)
+                            vl = vl.clamp_(state_min, state_max)
                     v_th = cl.v_th
                     if v_th is not None and cl.payload > 1:
                         # graded: s = min(P, max(0, floor(v / v_th))) in integers

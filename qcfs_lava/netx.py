@@ -357,11 +357,15 @@ def write_netx(
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
-        NetxFormatError: the metadata cannot be stored (not JSON).
+        NetxFormatError: the metadata cannot be stored (not JSON), or the ranges are not
+            Loihi's.
     """
     from qcfs_lava.io import to_jsonable
 
     path = Path(path)
+    if net.ranges != hw.LOIHI_RANGES:
+        raise NetxFormatError(f"{path}: NetX holds Loihi's 8-bit weights, not this network's "
+                              f"{net.ranges.weight_bits}-bit ones; convert with weight_bits=8")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     _metadata_json(net)  # fail before creating anything

@@ -27,7 +27,7 @@ from qcfs_lava.results import SpikeRunResult
 if TYPE_CHECKING:
     from qcfs_lava.analysis.breakdown import ErrorBreakdown
     from qcfs_lava.checkpoint import Checkpoint
-    from qcfs_lava.convert import QuantizationReport
+    from qcfs_lava.convert import ConversionConfig, QuantizationReport
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +67,18 @@ def _require_qcfs(path: str | Path, ckpt: Checkpoint) -> None:
 
 
 def load_source(path: str | Path, *, steps: int | None = None,
-                layer_copies: int | None = None) -> Source:
+                layer_copies: int | None = None,
+                config: ConversionConfig | None = None) -> Source:
     """Load a NetX file, or load, hash and convert a checkpoint (each exactly once).
 
     Args:
         path: a NetX file (recognised by its HDF5 signature) or a checkpoint written by
             ``qcfs-lava train`` (loaded with ``weights_only``).
         steps: the ``T`` the network is meant to run at (recorded in its metadata).
-        layer_copies: passed to :func:`qcfs_lava.convert.convert` (checkpoints only).
+        layer_copies: overrides ``config.layer_copies`` (checkpoints only).
+        config: the conversion settings (:class:`~qcfs_lava.convert.ConversionConfig`;
+            ``None``: the defaults). Checkpoints only; the fields that differ from their
+            defaults are recorded in the network's metadata.
 
     Raises:
         CheckpointError: the file is missing or unreadable (:class:`NotQcfsCheckpointError`:
@@ -82,8 +86,9 @@ def load_source(path: str | Path, *, steps: int | None = None,
         NetxFormatError: the NetX file is corrupt or of an unsupported version.
     """
     from qcfs_lava.checkpoint import checkpoint_sha256, load_checkpoint
-    from qcfs_lava.convert import convert
+    from qcfs_lava.convert import ConversionConfig, convert
 
+    config = (config or ConversionConfig()).with_layer_copies(layer_copies)
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
@@ -104,21 +109,23 @@ def load_source(path: str | Path, *, steps: int | None = None,
     }
     if steps is not None:
         meta["steps"] = int(steps)
-    if layer_copies is not None and int(layer_copies) > 1:
-        meta["layer_copies"] = int(layer_copies)
+    meta.update(config.non_defaults())
     mean, std = ckpt.normalization()
     net, report = convert(ckpt.build_model(), tuple(ckpt.input_shape), mean, std, metadata=meta,
-                          layer_copies=layer_copies)
+                          config=config)
     return Source(path, net, report, ckpt, sha)
 
 
 def convert_checkpoint(path: str | Path, *, steps: int | None = None,
-                       layer_copies: int | None = None):
+                       layer_copies: int | None = None,
+                       config: ConversionConfig | None = None):
     """Load a training checkpoint and convert it to an integer network.
 
     Args:
         path: a checkpoint written by ``qcfs-lava train`` (loaded with ``weights_only``).
         steps: the ``T`` the network is meant to run at (recorded in its metadata).
+        layer_copies: overrides ``config.layer_copies``.
+        config: the conversion settings (``None``: the defaults).
 
     Returns:
         ``(network, report, checkpoint)``.
@@ -127,7 +134,7 @@ def convert_checkpoint(path: str | Path, *, steps: int | None = None,
 
     if is_hdf5(path):
         load_checkpoint(path)  # raises: a NetX file is not a checkpoint
-    src = load_source(path, steps=steps, layer_copies=layer_copies)
+    src = load_source(path, steps=steps, layer_copies=layer_copies, config=config)
     return src.network, src.quantization, src.checkpoint
 
 

@@ -37,6 +37,7 @@ from qcfs_lava.checkpoint import Checkpoint, save_checkpoint
 from qcfs_lava.data import load_dataset, torch_dataset
 from qcfs_lava.errors import CheckpointError
 from qcfs_lava.io import save_torch, write_json
+from qcfs_lava.model.qcfs import QCFS
 from qcfs_lava.model.zoo import build_model
 from qcfs_lava.progress import bar as progress_bar
 from qcfs_lava.progress import line as progress_line
@@ -74,6 +75,13 @@ class TrainConfig:
         num_workers: data-loader workers.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         resume: continue from ``out_dir/last.pt`` if it exists.
+        thresh_decay: apply ``weight_decay`` to the QCFS thresholds too (the QCFS reference
+            code does; it pulls ``lambda`` down to the activations' scale).
+        init_from: a checkpoint of the same model and dataset (typically ReLU) to start from:
+            calibrated to QCFS (:func:`qcfs_lava.calibrate.calibrate`, per-layer percentile
+            ``init_percentile`` on 1,000 training images) and written as ``init.pt`` before
+            the first epoch.
+        init_percentile: the calibration percentile for ``init_from``.
         model_kwargs: extra options for :func:`~qcfs_lava.model.zoo.build_model`.
     """
 
@@ -98,6 +106,9 @@ class TrainConfig:
     device: str = "auto"
     resume: bool = False
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    thresh_decay: bool = False
+    init_from: str | None = None
+    init_percentile: float = 99.5
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
@@ -142,12 +153,14 @@ def _setup_distributed(device: str) -> tuple[int, int, torch.device]:
     return rank, world, dev
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def _param_groups(model: nn.Module, weight_decay: float,
+                  thresh_decay: bool = False) -> list[dict[str, Any]]:
     decay, no_decay = [], []
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             is_weight = isinstance(module, (nn.Conv2d, nn.Linear)) and name == "weight"
-            (decay if is_weight else no_decay).append(p)
+            is_thresh = thresh_decay and isinstance(module, QCFS) and name == "thresh"
+            (decay if is_weight or is_thresh else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
 
@@ -225,7 +238,10 @@ def train(
 
     kwargs = _model_kwargs(config, split)
     model = build_model(config.model, **kwargs).to(device)
-    groups = _param_groups(model, config.weight_decay)
+    init_report = None
+    if config.init_from and not (config.resume and (out / "last.pt").is_file()):
+        init_report = _init_from(config, split, kwargs, model)
+    groups = _param_groups(model, config.weight_decay, config.thresh_decay)
     if config.optimizer == "sgd":
         optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=0.9)
     else:
@@ -282,8 +298,13 @@ def train(
         "train_samples": len(split.y_train),
         "test_samples": len(split.y_test),
     }
+    if init_report is not None:
+        resolved["init"] = init_report
     if rank == 0:
         write_json(out / "config.json", resolved, sort_keys=True)
+        if init_report is not None:
+            save_checkpoint(_checkpoint(config, split, kwargs, model, 0,
+                                        init_report["calibrated_ann"]), out / "init.pt")
 
     net: nn.Module = model
     if world > 1:
@@ -341,6 +362,43 @@ def train(
     if world > 1:
         dist.barrier()
     return best_path
+
+
+def _init_from(config: TrainConfig, split, kwargs: dict[str, Any], model: nn.Module) -> dict:
+    """Load ``config.init_from`` into ``model`` (calibrated to QCFS when training QCFS)."""
+    from qcfs_lava.calibrate import CalibrationConfig, calibrate, calibration_subset
+    from qcfs_lava.checkpoint import load_checkpoint
+    from qcfs_lava.data import normalize
+
+    source_path = Path(config.init_from)
+    source = load_checkpoint(source_path)
+    if source.model != config.model or tuple(source.input_shape) != tuple(
+            split.x_train.shape[1:]) or source.num_classes != split.num_classes:
+        raise CheckpointError(
+            f"--init-from {source_path}: a {source.model!r} for inputs "
+            f"{tuple(source.input_shape)} and {source.num_classes} classes cannot start a "
+            f"{config.model!r} on {config.dataset!r} (inputs {tuple(split.x_train.shape[1:])}, "
+            f"{split.num_classes} classes); pass a checkpoint of the same model and data")
+    src_model = source.build_model()
+    x_test, y_test = normalize(split.x_test, split), torch.as_tensor(split.y_test)
+    report = {"checkpoint": str(source_path.resolve()), "activation": source.activation,
+              "source_ann": evaluate_ann(src_model, x_test, y_test)}
+    if config.activation == "qcfs":
+        cal = CalibrationConfig(levels=int(config.levels), phi=float(config.phi),
+                                percentile=float(config.init_percentile), seed=config.seed)
+        index = calibration_subset(len(split.y_train), cal.samples, cal.seed)
+        result = calibrate(src_model, normalize(split.x_train[index], split), cal)
+        src_model = result.model
+        report["thresholds"] = {a.name: a.threshold for a in result.activations}
+        report["percentile"] = float(config.init_percentile)
+    try:
+        model.load_state_dict(src_model.state_dict())
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"--init-from {source_path}: its weights do not fit the configured model ({exc}); "
+            "train with the same --width/--hidden options") from None
+    report["calibrated_ann"] = evaluate_ann(model, x_test, y_test)
+    return report
 
 
 def _checkpoint(config, split, kwargs, model, epoch, best_acc) -> Checkpoint:

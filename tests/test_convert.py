@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from qcfs_lava import hardware as hw
-from qcfs_lava.convert import convert, fold
+from qcfs_lava.convert import ConversionConfig, convert, fold
 from qcfs_lava.emulator import emulate
 from qcfs_lava.errors import QuantizationError, UnsupportedLayerError
 from qcfs_lava.model.qcfs import QCFS
@@ -204,13 +204,11 @@ def test_mlp_on_vector_input():
 
 
 @pytest.fixture()
-def layer_copies_net(monkeypatch):
+def layer_copies_net():
     """``small_cnn`` converted with every single-synapse layer on a 4x finer grid."""
-    from qcfs_lava import convert as convert_mod
-
     plain, plain_rep = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4)
-    monkeypatch.setattr(convert_mod, "LAYER_COPIES_MAX", 4)
-    net, rep = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4)
+    net, rep = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4,
+                       config=ConversionConfig(layer_copies=4))
     return plain, plain_rep, net, rep
 
 
@@ -278,3 +276,67 @@ def test_export_layer_copies_round_trips_and_emulates(tmp_path, capsys):
     assert main(["export", str(ckpt), "--out", str(tmp_path / "bad.net"),
                  "--layer-copies", "0"]) == 2
     assert "--layer-copies must be 1..64" in capsys.readouterr().err
+
+
+def test_default_config_is_the_plain_conversion():
+    plain, plain_rep = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4)
+    net, rep = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4, config=ConversionConfig())
+    assert net.equals(plain) and rep.as_dicts() == plain_rep.as_dicts()
+    assert net.ranges == hw.LOIHI_RANGES and ConversionConfig().non_defaults() == {}
+    by_kw, _ = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4, layer_copies=2)
+    by_config, _ = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4,
+                           config=ConversionConfig(layer_copies=2))
+    assert by_kw.equals(by_config) and not by_kw.equals(plain)
+
+
+@pytest.mark.parametrize("bad", [
+    {"weight_bits": 1}, {"weight_bits": 13}, {"weight_bits": 8.0}, {"weight_bits": True},
+    {"synapse_copies": 0}, {"layer_copies": 65}, {"layer_copies": "4"},
+    {"spike_payload": 0}, {"spike_payload": 1.5},
+])
+def test_config_rejects_bad_values(bad):
+    name = next(iter(bad))
+    with pytest.raises(QuantizationError, match=name):
+        ConversionConfig(**bad)
+
+
+def test_config_is_a_frozen_value_that_carries_the_spike_payload():
+    import dataclasses
+
+    config = ConversionConfig(spike_payload=7, synapse_copies=2)
+    assert config.spike_payload == 7
+    assert config.non_defaults() == {"synapse_copies": 2, "spike_payload": 7}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.layer_copies = 3
+    with pytest.raises(QuantizationError, match="layer_copies"):
+        convert(small_cnn(), (2, 8, 8), layer_copies=0)
+
+
+def test_wider_weights_widen_the_ranges_the_emulator_follows(tmp_path):
+    """A 12-bit conversion (an experiment): finer grid, widened ranges carried by the
+    network, emulated exactly by those ranges, refused by the NetX writer."""
+    from netgen import reference_run
+
+    from qcfs_lava.errors import NetxFormatError
+    from qcfs_lava.netx import write_netx
+
+    net8, rep8 = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4)
+    net12, rep12 = convert(small_cnn(), (2, 8, 8), mean=0.3, std=0.4,
+                           config=ConversionConfig(weight_bits=12))
+    assert net12.ranges == hw.IntegerRanges(12) and net12.ranges.widening == 16
+    assert net12.ranges.drive_limit == 16 * hw.LOIHI_RANGES.drive_limit
+    assert max(int(np.abs(s.weight).max()) for lay in net12.layers for s in lay.synapses) > 254
+    for a, b in zip(rep8.layers, rep12.layers, strict=True):
+        assert b.qmax > a.qmax and b.max_weight_error <= a.max_weight_error
+    x = np.random.default_rng(4).integers(0, 256, (6, 2, 8, 8)).astype(np.uint8)
+    res = emulate(net12, x, 6)
+    pots, _ = reference_run(net12, x, 6)
+    np.testing.assert_array_equal(res.potentials, pots)
+    with pytest.raises(NetxFormatError, match="12-bit"):
+        write_netx(net12, tmp_path / "wide.net")
+    assert not (tmp_path / "wide.net").exists()
+    from qcfs_lava.errors import NetworkValidationError
+    from qcfs_lava.lava_sim import simulate
+
+    with pytest.raises(NetworkValidationError, match="12-bit"):  # refused before Lava starts
+        simulate(net12, x, 2)

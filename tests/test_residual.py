@@ -6,7 +6,7 @@ import torch
 from netgen import reference_run
 from test_reference import resnet20_reference
 
-from qcfs_lava.convert import convert
+from qcfs_lava.convert import ConversionConfig, convert
 from qcfs_lava.emulator import emulate
 from qcfs_lava.model.reference import import_reference
 from qcfs_lava.netx import read_netx, write_netx
@@ -94,16 +94,8 @@ def test_import_reference_command_then_export_and_emulate(tmp_path):
 
 @pytest.fixture(scope="module")
 def split_net(imported):
-    from qcfs_lava import convert as convert_mod
-
     model, _, _ = imported
-    saved = convert_mod.SYNAPSE_COPIES_MAX
-    convert_mod.SYNAPSE_COPIES_MAX = 8
-    try:
-        net, report = convert(model, (3, 8, 8), MEAN, STD)
-    finally:
-        convert_mod.SYNAPSE_COPIES_MAX = saved
-    return net, report
+    return convert(model, (3, 8, 8), MEAN, STD, config=ConversionConfig(synapse_copies=8))
 
 
 def test_shortcut_copies_refine_the_grid_and_add_up(imported, split_net):

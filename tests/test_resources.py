@@ -270,3 +270,85 @@ def test_digits_unfolded_pools_give_identical_currents():
         net.layers[1].weight_exp, net.layers[1].bias_mant, net.layers[1].vth_mant),
         net.layers[2]), levels=net.levels, phi=net.phi)
     assert "conv2" not in compare_unfolded_pools(broken, spikes)
+
+
+# names of the former single module qcfs_lava/analysis/resources.py
+_FORMER_NAMES = (
+    "LayerResources", "PoolFold", "ResourceReport", "Violation", "compare_unfolded_pools",
+    "format_resources_markdown", "format_resources_text", "layer_fan_in", "map_resources",
+    "pool_factor", "unfold_pool", "_PER_CORE", "_taps", "_as_chw", "_position_major",
+    "_conv_np", "_chunk_sums", "_AxonUnion", "_window", "_reached", "_tile_xy",
+    "_largest_n", "_advice", "_weight_bits_used", "_sign_mode", "_neuron_weights",
+    "_pool_fold", "_synapse_fan_in", "_kbits", "_cores_cell",
+)
+
+
+def test_former_module_names_import_from_the_package():
+    import importlib
+
+    package = importlib.import_module("qcfs_lava.analysis.resources")
+    missing = [name for name in _FORMER_NAMES if not hasattr(package, name)]
+    assert not missing
+    assert all(hasattr(package, name) for name in package.__all__)
+
+
+def test_layer_fan_in_is_the_sum_over_synapses():
+    from qcfs_lava.analysis.resources import _synapse_fan_in
+
+    net = _wide_conv_net(4, pooled=True)
+    for i, layer in enumerate(net.layers):
+        want = sum(_synapse_fan_in(s, net.source_shape(s.source), layer.shape)
+                   for s in layer.synapses)
+        assert np.array_equal(layer_fan_in(net, i), want)
+    brute = _brute_fan_in(net.layers[1].synapses[0], (4, 8, 8), (4, 4, 4))
+    assert np.array_equal(layer_fan_in(net, 1), brute)
+
+
+def test_measure_resources_returns_what_the_cli_prints_and_writes(tmp_path, capsys):
+    from qcfs_lava.analysis.resources import (
+        ResourceRunResult,
+        format_resources_text,
+        format_run_text,
+        measure_resources,
+    )
+    from qcfs_lava.errors import AnalysisError
+    from qcfs_lava.netx import read_netx
+
+    path = "netx_exports/digits-cnn.net"
+    net = read_netx(path)
+    still = measure_resources(net, "loihi2")
+    assert isinstance(still, ResourceRunResult) and still.samples is None
+    assert still.pool_check is None and still.pools_identical is None
+    assert format_run_text(still) == "" and "pool_check" not in still.to_dict()
+    assert still.to_dict() == map_resources(net, "loihi2").to_dict()
+
+    run = measure_resources(net, samples=6, steps=2, check_pools=True, progress=False)
+    assert (run.samples, run.steps) == (6, 2) and run.accuracy is not None
+    assert set(run.pool_check) == {"conv2", "fc3"} and run.pools_identical
+    assert run.report.traffic_source.startswith("measured: 6 samples x T = 2")
+    out = tmp_path / "r.json"
+    assert main(["resources", path, "--samples", "6", "--steps", "2", "--check-pools",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(format_run_text(run) + "\n" + format_resources_text(run.report))
+    data = json.loads(out.read_text())
+    assert data["config"]["steps"] == 2
+    assert {k: v for k, v in data.items() if k not in ("command", "config")} == json.loads(
+        json.dumps(run.to_dict()))
+
+    with pytest.raises(AnalysisError, match="--check-pools needs a run"):
+        measure_resources(net, check_pools=True)
+    with pytest.raises(AnalysisError, match="--samples must be >= 1"):
+        measure_resources(net, samples=0)
+    with pytest.raises(AnalysisError, match="--steps must be >= 1"):
+        measure_resources(net, samples=2, steps=0)
+
+
+def test_chip_choices_come_from_the_hardware_registry():
+    from qcfs_lava.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["resources"]
+    chip = next(a for a in sub._actions if a.dest == "chip")
+    assert tuple(chip.choices) == hw.CHIPS == tuple(hw.CHIP_LIMITS)
+    assert all(name in chip.help for name in hw.CHIPS)

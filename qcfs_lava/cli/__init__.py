@@ -18,6 +18,7 @@ COMMANDS = {
     "calibrate": "calibrate_cmd",
     "demo": "demo",
     "emulate": "emulate",
+    "finetune-snn": "finetune_cmd",
     "import-reference": "reference_cmd",
     "inspect": "netx_cmds",
     "export": "netx_cmds",

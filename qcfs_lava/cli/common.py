@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from qcfs_lava.errors import DatasetError
-
 
 def parse_steps(text: str) -> list[int]:
     """``"1,2,4,8"`` -> ``[1, 2, 4, 8]``: sorted, unique, positive integers.
@@ -68,13 +64,6 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 def load_test_data(args: argparse.Namespace, default_dataset: str | None):
     """The test split chosen by ``args`` -> ``(x_uint8, y, split)``."""
-    from qcfs_lava.data import load_dataset
+    from qcfs_lava.data import load_test_samples
 
-    name = args.dataset or default_dataset
-    if not name:
-        raise DatasetError("no dataset given and none recorded in the file: pass --dataset")
-    split = load_dataset(name, args.data_root)
-    x, y = split.x_test, split.y_test
-    if args.samples is not None:
-        x, y = x[: args.samples], y[: args.samples]
-    return np.ascontiguousarray(x), y, split
+    return load_test_samples(args.dataset or default_dataset, args.data_root, args.samples)

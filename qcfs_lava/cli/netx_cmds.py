@@ -57,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from qcfs_lava import __version__
+    from qcfs_lava.convert import ConversionConfig
     from qcfs_lava.errors import CheckpointError
     from qcfs_lava.network import format_table
     from qcfs_lava.netx import export_config_path, write_netx
@@ -76,8 +77,8 @@ def run_export(args: argparse.Namespace) -> int:
     check_output_path(out, arg="--out", kind="hdf5", inputs=[args.checkpoint], force=args.force)
     check_output_path(export_config_path(out), arg=f"--out's {out.name}.json", kind="json",
                       inputs=[args.checkpoint], force=args.force)
-    net, report, _ = convert_checkpoint(args.checkpoint, steps=args.steps,
-                                        layer_copies=args.layer_copies)
+    conversion = ConversionConfig(layer_copies=args.layer_copies)
+    net, report, _ = convert_checkpoint(args.checkpoint, steps=args.steps, config=conversion)
     config = {
         "command": "export",
         "checkpoint": str(args.checkpoint),

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from qcfs_lava.hardware import CHIPS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``resources`` command."""
@@ -24,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "that spike traffic, hops and the Loihi 1 energy use measured spike counts.",
     )
     p.add_argument("file", metavar="FILE.net", help="NetX file (or qcfs-lava checkpoint)")
-    p.add_argument("--chip", choices=("loihi1", "loihi2"), default="loihi1",
-                   help="chip whose limits to check (default: loihi1)")
+    p.add_argument("--chip", choices=CHIPS, default="loihi1",
+                   help=f"chip whose limits to check: {', '.join(CHIPS)} "
+                   "(default: loihi1)")
     p.add_argument("--json", default=None, metavar="FILE", help="write every number as JSON")
     p.add_argument("--samples", type=int, default=None,
                    help="run the emulator on the first N test samples for measured traffic "
@@ -45,58 +48,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qcfs_lava.analysis.resources import (
-        compare_unfolded_pools,
+        check_run_options,
         format_resources_text,
-        map_resources,
+        format_run_text,
+        measure_resources,
     )
-    from qcfs_lava.errors import AnalysisError
     from qcfs_lava.io import write_json
     from qcfs_lava.pipeline import load_network
 
-    if args.samples is not None and args.samples < 1:
-        raise AnalysisError(f"--samples must be >= 1, got {args.samples}")
-    if args.steps is not None and args.steps < 1:
-        raise AnalysisError(f"--steps must be >= 1, got {args.steps}")
+    check_run_options(args.samples, args.steps)
     net, _, _ = load_network(args.file, steps=args.steps)
-    ops = counts = None
-    steps = None
-    pools: dict = {}
-    if args.samples is not None:
-        from qcfs_lava.analysis.counts import count_ops
-        from qcfs_lava.cli.common import load_test_data
-        from qcfs_lava.emulator import emulate
-
-        steps = args.steps or int(net.metadata.get("steps", 8))
-        x, y, _ = load_test_data(args, net.metadata.get("dataset"))
-        record = "spikes" if args.check_pools else "counts"
-        res = emulate(net, x, steps, labels=y, record=record, batch_size=args.batch_size,
-                      progress=True)
-        ops = count_ops(net, res)
-        counts = res.neuron_counts if res.neuron_counts is not None else tuple(
-            s.sum(axis=1, dtype="int64") for s in res.spikes)
-        print(f"run: {res.num_samples} samples at T = {steps}, accuracy "
-              f"{100 * (res.accuracy or 0):.2f}%\n")
-        if args.check_pools:
-            pools = compare_unfolded_pools(net, res.spikes)
-            for name, v in pools.items():
-                verdict = "identical" if v["differing"] == 0 else f"{v['differing']} differ"
-                print(f"pool check {name}: {v['pool'][0]}x{v['pool'][1]} pool from "
-                      f"{v['source']} kept separate: input currents {verdict} on all "
-                      f"{v['entries']} (sample, step, neuron) entries")
-            if pools:
-                same = all(v["differing"] == 0 for v in pools.values())
-                print(f"accuracy with separate sum-pool layers: "
-                      f"{f'{100 * (res.accuracy or 0):.2f}% (the same)' if same else 'differs'}"
-                      "\n")
-    elif args.check_pools:
-        raise AnalysisError("--check-pools needs a run: pass --samples N")
-    rep = map_resources(net, args.chip, ops=ops, neuron_counts=counts)
-    print(format_resources_text(rep))
+    result = measure_resources(
+        net, args.chip, samples=args.samples, steps=args.steps, dataset=args.dataset,
+        data_root=args.data_root, check_pools=args.check_pools, batch_size=args.batch_size)
+    if result.samples is not None:
+        print(format_run_text(result))
+    print(format_resources_text(result.report))
     if args.json:
         config = {k: v for k, v in vars(args).items() if k != "func"}
-        config["steps"] = steps
-        extra = {"pool_check": pools} if args.check_pools else {}
-        write_json(args.json, {"command": "resources", "config": config, **rep.to_dict(),
-                               **extra})
+        config["steps"] = result.steps
+        write_json(args.json, {"command": "resources", "config": config, **result.to_dict()})
         print(f"\nwrote {args.json}")
     return 0

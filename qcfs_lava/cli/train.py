@@ -49,6 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=int, default=None)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     p.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+    p.add_argument("--thresh-decay", action=argparse.BooleanOptionalAction, default=None,
+                   help="weight decay on the QCFS thresholds too, as the QCFS reference "
+                   "(default: the dataset's recipe)")
+    p.add_argument("--init-from", default=None, metavar="CKPT",
+                   help="start from this checkpoint of the same model and data (e.g. a ReLU "
+                   "run): calibrated to QCFS, written as OUT/init.pt, then trained")
+    p.add_argument("--init-percentile", type=float, default=None,
+                   help="calibration percentile for --init-from (default 99.5)")
     p.set_defaults(func=run_train)
 
     e = sub.add_parser(
@@ -68,7 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 _FIELDS = ("activation", "levels", "phi", "thresh", "width", "epochs", "batch_size", "lr",
-           "optimizer", "weight_decay", "seed", "augment", "num_workers", "device")
+           "optimizer", "weight_decay", "seed", "augment", "num_workers", "device",
+           "thresh_decay", "init_from", "init_percentile")
 
 
 def run_train(args: argparse.Namespace) -> int:

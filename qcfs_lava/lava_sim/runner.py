@@ -427,11 +427,15 @@ def simulate(
         in torch layout; ``extra`` holds the wall time and the Lava steps run.
 
     Raises:
-        NetworkValidationError: ``x``, ``steps`` or ``record`` do not fit ``net``.
+        NetworkValidationError: ``x``, ``steps`` or ``record`` do not fit ``net``, or ``net``
+            was converted with integer ranges other than Loihi's (wider weights).
         LavaSimulationError: a Lava process model raised (its traceback is included).
     """
     config = config or LavaRunConfig()
     args = check_run_arguments(net, x, steps, labels=labels, record=record)
+    if net.ranges != hw.LOIHI_RANGES:
+        raise NetworkValidationError(f"Lava runs Loihi's 8-bit weights, not this network's "
+                                     f"{net.ranges.weight_bits}-bit ones; emulate it instead")
     x, steps, record, labels = args.x.astype(np.int64), args.steps, args.record, args.labels
     num = x.shape[0]
     per_run = max(1, config.max_record_bytes // max(1, _record_bytes(net, steps, record)))

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qcfs_lava.errors import NirError
+from qcfs_lava.geometry import pair
 from qcfs_lava.nir_exchange.executor import topological_order
 from qcfs_lava.nir_exchange.semantics import (
     GraphSemantics,
@@ -98,11 +99,6 @@ class SumPool2d(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-def _pair(v) -> tuple[int, int]:
-    a = np.broadcast_to(np.asarray(v).reshape(-1), (2,))
-    return int(a[0]), int(a[1])
-
-
 def _module(nir, name: str, node) -> nn.Module:
     """The torch module for one NIR node."""
     if isinstance(node, nir.Conv2d):
@@ -110,8 +106,8 @@ def _module(nir, name: str, node) -> nn.Module:
         if isinstance(node.padding, str):
             raise NirError(f"node {name!r}: string padding is not supported")
         m = nn.Conv2d(w.shape[1] * int(node.groups), w.shape[0], tuple(w.shape[2:]),
-                      stride=_pair(node.stride), padding=_pair(node.padding),
-                      dilation=_pair(node.dilation), groups=int(node.groups), bias=True)
+                      stride=pair(node.stride), padding=pair(node.padding),
+                      dilation=pair(node.dilation), groups=int(node.groups), bias=True)
         m.weight.data.copy_(w)
         m.bias.data.copy_(torch.as_tensor(np.asarray(node.bias, np.float32)))
         return m
@@ -123,7 +119,7 @@ def _module(nir, name: str, node) -> nn.Module:
             m.bias.data.copy_(torch.as_tensor(np.asarray(node.bias, np.float32)))
         return m
     if isinstance(node, nir.SumPool2d):
-        return SumPool2d(_pair(node.kernel_size), _pair(node.stride), _pair(node.padding))
+        return SumPool2d(pair(node.kernel_size), pair(node.stride), pair(node.padding))
     if isinstance(node, nir.Flatten):
         nd = len(node.input_type["input"])
         return nn.Flatten(node.start_dim % nd + 1, node.end_dim % nd + 1)
