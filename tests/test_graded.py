@@ -137,3 +137,104 @@ def test_lava_equals_emulator_on_a_wide_graded_residual_network():
     np.testing.assert_array_equal(lava.saturations, emu.saturations)
     for got, want in zip(lava.spikes, emu.spikes, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+# --------------------------------------------------------------------------------------
+# P = L, T = 1: the SNN is the QCFS ANN
+# --------------------------------------------------------------------------------------
+
+
+SIZES = {"cnn": 8, "vgg11": 32, "resnet20": 8}
+
+
+def _random_model(name: str, levels: int = 4):
+    import torch
+    from torch import nn
+
+    from qcfs_lava.model.zoo import build_model
+
+    torch.manual_seed(3)
+    model = build_model(name, in_channels=2, num_classes=5, input_size=SIZES[name], levels=levels,
+                        thresh=1.0, width=4)
+    g = torch.Generator().manual_seed(4)
+    for mod in model.modules():  # trained-looking statistics and thresholds
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.normal_(0.0, 0.2, generator=g)
+            mod.running_var.uniform_(0.3, 1.5, generator=g)
+        if hasattr(mod, "thresh") and hasattr(mod, "levels"):
+            mod.thresh.data.uniform_(0.5, 2.0, generator=g)
+    return model.eval().double()
+
+
+@pytest.mark.parametrize("name", ["cnn", "vgg11", "resnet20"])
+def test_float_snn_with_payload_levels_is_the_qcfs_ann_at_one_step(name):
+    import torch
+
+    from qcfs_lava.snn import simulate_snn, snn_outputs
+
+    model = _random_model(name)
+    x = torch.randn(16, 2, SIZES[name], SIZES[name], dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ann = model(x)
+    out = snn_outputs(model, x, 1, payload=4)[0]
+    torch.testing.assert_close(out, ann, rtol=0, atol=1e-9)
+    binary = snn_outputs(model, x, 1)[0]
+    assert not torch.allclose(binary, ann, atol=1e-3)  # binary spikes at T = 1 are not
+    y = ann.argmax(1)
+    res = simulate_snn(model, x, y, [1, 2], payload=4)
+    assert res.accuracy[1] == 1.0 and res.payload == 4
+    assert all(0 <= r <= 1 for r in res.spike_rates.values())
+    assert any(res.payload_rates[k] > res.spike_rates[k] for k in res.spike_rates)
+
+
+def _integer_qcfs_ann(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
+    """The integer network read as a quantized ANN: per layer ``z = shift(acc) + bias`` and
+    the QCFS activation itself (its module, float64 on exact integers) with ``lambda`` the
+    layer's threshold in state units times its payload, as an integer level in [0, L]."""
+    import torch
+    import torch.nn.functional as F
+
+    from qcfs_lava.model.qcfs import QCFS
+
+    preds = []
+    for img in x.astype(np.int64):
+        outs = []
+        for lay in net.layers:
+            acc = np.zeros(lay.shape, dtype=np.int64)
+            for syn in lay.synapses:
+                src = img if syn.source == INPUT else outs[syn.source]
+                if syn.kind == "dense":
+                    acc += (syn.weight @ src.reshape(-1)).reshape(lay.shape)
+                else:  # float64 sums of these integers are exact (far below 2**53)
+                    acc += F.conv2d(torch.from_numpy(src[None].astype(np.float64)),
+                                    torch.from_numpy(syn.weight.astype(np.float64)), None,
+                                    syn.stride, syn.padding, syn.dilation,
+                                    syn.groups)[0].numpy().astype(np.int64)
+            e = lay.weight_exp
+            z = (acc << e if e >= 0 else acc >> -e) + lay.bias
+            if not lay.spiking:
+                preds.append(int(np.argmax(z.reshape(-1))))
+                break
+            lam = float(lay.v_th * lay.payload)
+            act = QCFS(net.levels, net.phi, lam).double()
+            level = act(torch.from_numpy(z.astype(np.float64))) * net.levels / lam
+            outs.append(np.rint(level.detach().numpy()).astype(np.int64))
+    return np.array(preds)
+
+
+@pytest.mark.parametrize("name", ["cnn", "vgg11", "resnet20"])
+def test_integer_snn_with_payload_levels_is_the_integer_qcfs_ann(name):
+    from qcfs_lava.convert import ConversionConfig, convert
+
+    model = _random_model(name).float()
+    size = SIZES[name]
+    net, _ = convert(model, (2, size, size), 0.5, 0.25,
+                     config=ConversionConfig(spike_payload=4))
+    assert net.payload == 4 and all(lay.payload == 4 for lay in net.layers[:-1])
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 256, size=(12, 2, size, size), dtype=np.uint8)
+    res = emulate(net, x, 1, record="spikes")
+    np.testing.assert_array_equal(res.predictions, _integer_qcfs_ann(net, x))
+    assert max(int(s.max()) for s in res.spikes) <= 4
+    assert any(int(s.max()) > 1 for s in res.spikes)
