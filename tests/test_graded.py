@@ -238,3 +238,29 @@ def test_integer_snn_with_payload_levels_is_the_integer_qcfs_ann(name):
     np.testing.assert_array_equal(res.predictions, _integer_qcfs_ann(net, x))
     assert max(int(s.max()) for s in res.spikes) <= 4
     assert any(int(s.max()) > 1 for s in res.spikes)
+
+
+# --------------------------------------------------------------------------------------
+# NetX
+# --------------------------------------------------------------------------------------
+
+
+def test_netx_round_trip_declares_the_payload(tmp_path):
+    import h5py
+
+    from qcfs_lava.netx import read_netx, write_netx
+
+    net = random_network(np.random.default_rng(3), conv=True, residual=True, payload=6)
+    path = tmp_path / "graded.net"
+    write_netx(net, path)
+    back = read_netx(path)
+    assert back.equals(net) and back.payload == 6
+    with h5py.File(path, "r") as f:
+        neuron = f["layer/1/neuron"]
+        assert int(neuron["messageBits"][()]) == 3 and int(neuron["payloadMax"][()]) == 6
+        last = max(int(k) for k in f["layer"])
+        assert "messageBits" not in f[f"layer/{last}/neuron"]  # the output layer
+    binary = random_network(np.random.default_rng(3), conv=True, residual=True)
+    write_netx(binary, tmp_path / "binary.net")
+    with h5py.File(tmp_path / "binary.net", "r") as f:
+        assert "messageBits" not in f["layer/1/neuron"]

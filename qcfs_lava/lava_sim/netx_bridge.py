@@ -25,7 +25,7 @@ from qcfs_lava.network import IntegerNetwork
 
 
 def _make_neuron(*, shape, vth_mant, v_init, weight_exp, steps, offset, num_samples,
-                 bias_mant=None):
+                 bias_mant=None, payload=1):
     from qcfs_lava.lava_sim.procs.neuron import QcfsNeuron, QcfsOutput
 
     bias = np.zeros(shape, dtype=np.int64) if bias_mant is None else np.asarray(bias_mant)
@@ -34,7 +34,7 @@ def _make_neuron(*, shape, vth_mant, v_init, weight_exp, steps, offset, num_samp
                   offset=offset, num_samples=num_samples)
     if vth_mant is None:
         return QcfsOutput(**common)
-    return QcfsNeuron(vth=hw.vth_from_mant(vth_mant), **common)
+    return QcfsNeuron(vth=hw.vth_from_mant(vth_mant), payload=payload, **common)
 
 
 @contextlib.contextmanager
@@ -62,9 +62,10 @@ def qcfs_neurons_in_lava_dl(steps: int = 1, num_samples: int = 1) -> Iterator[No
         if ours is None:
             return stock.__func__(neuron_config, input=input, reset_interval=reset_interval,
                                   reset_offset=reset_offset, spike_exp=spike_exp)
+        # lava-dl gives the next block's synapse num_message_bits = this neuron's width
         params = {"neuron_proc": _make_neuron, "bias_key": "bias_mant",
-                  "num_message_bits": 0, "steps": int(steps), "offset": int(reset_offset) + 1,
-                  "num_samples": int(num_samples)}
+                  "num_message_bits": hw.message_bits(ours["payload"]), "steps": int(steps),
+                  "offset": int(reset_offset) + 1, "num_samples": int(num_samples)}
         params.update(ours)
         return params
 
