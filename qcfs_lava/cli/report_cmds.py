@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 
-from qcfs_lava.cli.common import non_negative_int, parse_steps, positive_int
+from qcfs_lava.cli.common import (
+    add_graded_arg,
+    graded_payload,
+    non_negative_int,
+    parse_steps,
+    positive_int,
+)
 from qcfs_lava.errors import AnalysisError
 
 # sweep options whose default is SweepConfig's (left None here, so it is set in one place)
@@ -54,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="JSON file {name: value} of energy constants")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_graded_arg(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run_report)
 
@@ -102,7 +109,7 @@ def run_report(args: argparse.Namespace) -> int:
         data_root=args.data_root, seed=args.seed, relu_accuracy=args.relu_accuracy,
         relu_checkpoint=args.relu_checkpoint,
         energy_overrides=_energy_overrides(args.energy_const), energy_json=args.energy_json,
-        batch_size=args.batch_size, device=args.device,
+        batch_size=args.batch_size, device=args.device, graded=graded_payload(args),
     )
     from pathlib import Path
 
