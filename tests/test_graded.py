@@ -264,3 +264,43 @@ def test_netx_round_trip_declares_the_payload(tmp_path):
     write_netx(binary, tmp_path / "binary.net")
     with h5py.File(tmp_path / "binary.net", "r") as f:
         assert "messageBits" not in f["layer/1/neuron"]
+
+
+# --------------------------------------------------------------------------------------
+# Counting and energy
+# --------------------------------------------------------------------------------------
+
+
+def test_counts_separate_messages_events_and_payload_weighted_ops():
+    from qcfs_lava.analysis.counts import count_ops, fan_out
+    from qcfs_lava.analysis.energy import EnergyConstants, estimate_energy
+
+    net = random_network(np.random.default_rng(2), conv=True, residual=True, payload=5)
+    x = np.random.default_rng(9).integers(0, 256, size=(4, *net.input_shape), dtype=np.uint8)
+    counted = emulate(net, x, 4, record="counts")
+    trains = emulate(net, x, 4, record="spikes")
+    ops = count_ops(net, counted)
+    assert ops.to_dict() == count_ops(net, trains).to_dict()
+    # by hand from the spike trains: messages, payloads, events and payload-weighted ops
+    for li, layer in enumerate(net.layers[:-1]):
+        s = trains.spikes[li].astype(np.int64)
+        assert ops.layers[li].spikes == int((s != 0).sum())
+        assert ops.layers[li].payload == int(s.sum())
+    events = weighted = 0
+    for li in range(len(net.layers) - 1):
+        s = trains.spikes[li].astype(np.int64)
+        events += int(((s != 0).sum(axis=1) * fan_out(net, li)).sum())
+        weighted += int((s.sum(axis=1) * fan_out(net, li)).sum())
+    assert ops.total("synops") == ops.total("graded_events") == events
+    assert ops.total("payload_ops") == weighted > events
+    c = EnergyConstants()
+    energy = estimate_energy(ops, c)
+    want = c.cmos_graded_mac_pj * events + c.cmos_mac_pj * ops.total("input_macs")
+    assert energy.total_pj("cmos_snn") == pytest.approx(want)
+    assert "not public" in energy.to_dict()["note"]
+    # a binary network: payload-weighted ops are the SynOps, no graded events, no note
+    binary = random_network(np.random.default_rng(2), conv=True, residual=True)
+    bops = count_ops(binary, emulate(binary, x, 4, record="counts"))
+    assert bops.total("payload_ops") == bops.total("synops")
+    assert bops.total("graded_events") == 0 and bops.total("payload") == bops.total("spikes")
+    assert "note" not in estimate_energy(bops).to_dict()
