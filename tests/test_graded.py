@@ -282,7 +282,7 @@ def test_counts_separate_messages_events_and_payload_weighted_ops():
     ops = count_ops(net, counted)
     assert ops.to_dict() == count_ops(net, trains).to_dict()
     # by hand from the spike trains: messages, payloads, events and payload-weighted ops
-    for li, layer in enumerate(net.layers[:-1]):
+    for li in range(len(net.layers) - 1):
         s = trains.spikes[li].astype(np.int64)
         assert ops.layers[li].spikes == int((s != 0).sum())
         assert ops.layers[li].payload == int(s.sum())
@@ -304,3 +304,65 @@ def test_counts_separate_messages_events_and_payload_weighted_ops():
     assert bops.total("payload_ops") == bops.total("synops")
     assert bops.total("graded_events") == 0 and bops.total("payload") == bops.total("spikes")
     assert "note" not in estimate_energy(bops).to_dict()
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+DIGITS = "netx_exports/digits-cnn.pt"
+
+
+def test_cli_emulate_graded_float_snn_is_the_qcfs_ann(tmp_path, capsys):
+    import json
+
+    from qcfs_lava.cli import main
+
+    out = tmp_path / "e.json"
+    code = main(["emulate", DIGITS, "--steps", "1", "--graded", "4", "--samples", "60",
+                 "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    data = json.loads(out.read_text())
+    budget = data["error_budget"]
+    assert budget["payload"] == 4 and data["config"]["graded"] == 4
+    assert budget["float_snn"]["1"] == budget["qcfs_ann"]
+    assert "payload_per_sample" in data["runs"]["1"]
+    binary = tmp_path / "b.json"
+    assert main(["emulate", DIGITS, "--steps", "1", "--samples", "60",
+                 "--json", str(binary)]) == 0
+    b = json.loads(binary.read_text())["error_budget"]
+    assert b["payload"] == 1 and b["float_snn"]["1"] < budget["float_snn"]["1"]
+
+
+def test_cli_export_graded_resources_and_mismatched_graded(tmp_path, capsys):
+    from qcfs_lava.cli import main
+    from qcfs_lava.netx import read_netx
+
+    path = tmp_path / "g.net"
+    assert main(["export", DIGITS, "--graded", "4", "--steps", "1", "--out", str(path)]) == 0
+    assert read_netx(path).payload == 4
+    capsys.readouterr()
+    assert main(["resources", str(path), "--chip", "loihi1"]) == 2
+    err = capsys.readouterr().err
+    assert "binary spikes only" in err and "--chip loihi2" in err and "Traceback" not in err
+    assert main(["resources", str(path), "--chip", "loihi2"]) == 0
+    assert "graded spikes" in capsys.readouterr().out
+    assert main(["emulate", str(path), "--steps", "1", "--graded", "2", "--samples", "4"]) == 2
+    assert "exported with payload bound 4" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # argparse's usage error
+        main(["export", DIGITS, "--graded", "0", "--out", str(tmp_path / "x.net")])
+    assert exc.value.code == 2 and "--graded" in capsys.readouterr().err
+
+
+@pytest.mark.lava
+def test_cli_simulate_check_on_a_graded_export(tmp_path, capsys):
+    pytest.importorskip("lava", reason="lava-nc is not installed")
+    from qcfs_lava.cli import main
+
+    path = tmp_path / "g.net"
+    assert main(["export", DIGITS, "--graded", "4", "--steps", "2", "--out", str(path)]) == 0
+    capsys.readouterr()
+    code = main(["simulate", str(path), "--steps", "2", "--samples", "20", "--check"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "Lava equals the emulator" in text
