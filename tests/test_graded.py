@@ -366,3 +366,12 @@ def test_cli_simulate_check_on_a_graded_export(tmp_path, capsys):
     text = capsys.readouterr().out
     assert code == 0, text
     assert "Lava equals the emulator" in text
+
+
+def test_cli_export_nir_refuses_graded_spikes(tmp_path, capsys):
+    from qcfs_lava.cli import main
+
+    out = tmp_path / "g.nir"
+    assert main(["export", DIGITS, "--graded", "4", "--format", "nir", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "binary spikes" in err and "without --graded" in err and not out.exists()

@@ -70,6 +70,14 @@ def run_export(args: argparse.Namespace) -> int:
     if not 1 <= args.layer_copies <= 64:
         raise CheckpointError(f"--layer-copies must be 1..64, got {args.layer_copies}")
     payload = graded_payload(args)
+    if args.format == "nir" and payload != 1:
+        from qcfs_lava.errors import NirError
+
+        raise NirError(
+            f"--format nir --graded {payload}: NIR's IF node emits binary spikes (0/1) and has "
+            "no graded payload, so a graded float SNN would be read as a binary one by every "
+            "importer; export NIR without --graded (the binary float SNN), or the graded "
+            "network as NetX (--format netx --graded P)")
     if args.format == "nir":
         from qcfs_lava.cli.nir_cmds import run_export_nir
 
