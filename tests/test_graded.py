@@ -375,3 +375,20 @@ def test_cli_export_nir_refuses_graded_spikes(tmp_path, capsys):
     assert main(["export", DIGITS, "--graded", "4", "--format", "nir", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "binary spikes" in err and "without --graded" in err and not out.exists()
+
+
+@pytest.mark.lava
+def test_lava_dl_reader_runs_a_graded_export_identically_to_the_emulator(tmp_path):
+    """lava-dl's own NetX reader takes messageBits: its Dense/Conv receive the payloads."""
+    pytest.importorskip("lava.lib.dl", reason="lava-dl is not installed")
+    from qcfs_lava.cli import main
+    from qcfs_lava.data import load_dataset
+    from qcfs_lava.lava_sim.netx_bridge import run_lava_dl_network
+    from qcfs_lava.netx import read_netx
+
+    path = tmp_path / "g.net"
+    assert main(["export", DIGITS, "--graded", "4", "--steps", "2", "--out", str(path)]) == 0
+    x = load_dataset("digits").x_test[:4]
+    emu = emulate(read_netx(path), x, 2, record="spikes")
+    assert max(int(s.max()) for s in emu.spikes) > 1  # payloads above 1 do flow
+    np.testing.assert_array_equal(run_lava_dl_network(path, x, 2), emu.potentials)
