@@ -507,6 +507,9 @@ def format_table(net: IntegerNetwork) -> str:
     def fmt(v):
         return "" if v is None else "x".join(str(x) for x in v)
 
+    if net.graded:  # a payload column only where spikes are graded: binary tables unchanged
+        lines[0] += f" {'P':>4}"
+        lines[1] = "-" * len(lines[0])
     for i, r in enumerate(net.summary_rows()):
         lines.append(
             f"{i:>2} {r['name']:<12} {r['type']:<6} {fmt(r['shape']):<14} {fmt(r['kernel']):<7} "
@@ -514,5 +517,7 @@ def format_table(net: IntegerNetwork) -> str:
             f"{','.join(str(s) for s in r['inputs']):<8} {r['weight_exp']:>3} "
             f"{'-' if r['vth_mant'] is None else r['vth_mant']:>8} {r['v_init']:>9} "
             f"{r['depth']:>5}"
+            + (f" {r['payload'] if r['vth_mant'] is not None else '-':>4}" if net.graded
+               else "")
         )
     return "\n".join(lines)
