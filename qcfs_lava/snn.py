@@ -58,6 +58,11 @@ class IFNeuron(nn.Module):
     ``phi * theta``; call :meth:`reset` before each new input. ``payload = 1`` is the binary
     neuron ``s = theta [v >= theta]``.
 
+    A graded neuron keeps ``u = v - phi * theta`` (the input integrated minus what it sent)
+    and evaluates ``n = floor(u / thresh * P + phi)`` and ``s = n / P * thresh``, the QCFS
+    expression in QCFS's own order of operations: with ``P = L`` its first step is the QCFS
+    activation bit for bit, not only up to float rounding.
+
     Args:
         thresh: the QCFS ``lambda`` (the threshold of a binary neuron).
         phi: initial membrane as a fraction of the unit threshold.
@@ -77,12 +82,14 @@ class IFNeuron(nn.Module):
         self.phi = float(phi)
         self.payload = payload
         self.v: torch.Tensor | None = None
+        self._u: torch.Tensor | None = None  # graded: v - phi * theta
         self.spikes = 0.0  # messages (spikes, whatever their payload) since reset_counts()
         self.payload_sum = 0.0  # payloads summed over those messages
         self.neurons = 0  # neurons per sample
 
     def reset(self) -> None:
         self.v = None
+        self._u = None
 
     def reset_counts(self) -> None:
         self.spikes = 0.0
@@ -93,15 +100,22 @@ class IFNeuron(nn.Module):
         if self.v is None:
             self.v = torch.full_like(x, 0.0) + self.phi * theta
             self.neurons = int(x[0].numel())
-        self.v = self.v + x
         if self.payload == 1:
+            self.v = self.v + x
             n = (self.v >= theta).to(x.dtype)
+            out = n * theta
+            self.v = self.v - out
         else:
-            n = torch.floor(self.v / theta).clamp_(0, self.payload)
+            thresh = self.thresh.to(x.dtype)
+            if self._u is None:
+                self._u = torch.zeros_like(x)
+            self._u = self._u + x
+            n = torch.floor(self._u / thresh * self.payload + self.phi).clamp_(0, self.payload)
+            out = n / self.payload * thresh
+            self._u = self._u - out
+            self.v = self._u + self.phi * theta
         self.spikes += float((n > 0).sum())
         self.payload_sum += float(n.sum())
-        out = n * theta
-        self.v = self.v - out
         return out
 
     def extra_repr(self) -> str:

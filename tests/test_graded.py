@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from netgen import random_network, reference_run
@@ -178,7 +180,10 @@ def test_float_snn_with_payload_levels_is_the_qcfs_ann_at_one_step(name):
     with torch.no_grad():
         ann = model(x)
     out = snn_outputs(model, x, 1, payload=4)[0]
-    torch.testing.assert_close(out, ann, rtol=0, atol=1e-9)
+    assert torch.equal(out, ann)  # bit for bit: the QCFS expression in QCFS's order
+    model32 = copy.deepcopy(model).float()
+    assert torch.equal(snn_outputs(model32, x.float(), 1, payload=4)[0],
+                       model32(x.float()).detach())  # in float32 too
     binary = snn_outputs(model, x, 1)[0]
     assert not torch.allclose(binary, ann, atol=1e-3)  # binary spikes at T = 1 are not
     y = ann.argmax(1)
