@@ -183,7 +183,8 @@ class ErrorBudget:
             "float_snn": {str(t): a for t, a in self.float_snn.items()},
             "integer_snn": {str(t): a for t, a in self.integer_snn.items()},
             "lava": self.lava,
-            "payload": self.payload,
+            # graded spikes only: a binary budget keeps its schema
+            **({"payload": self.payload} if self.payload != 1 else {}),
         }
 
     def format(self) -> str:
