@@ -558,8 +558,7 @@ def finetune_(
         ``x_float``: ``(N, C, H, W)``; ``y``: ``(N,)``.
     """
     from qcfs_lava.progress import bar as progress_bar
-    from qcfs_lava.snn import evaluate_ann
-    from qcfs_lava.train import train_epoch
+    from qcfs_lava.snn import evaluate_ann, train_epoch
 
     epochs = int(config.finetune_epochs)
     if epochs == 0:

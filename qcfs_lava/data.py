@@ -40,6 +40,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,7 @@ __all__ = [
     "load_dataset",
     "load_npz",
     "load_test_samples",
+    "check_sample_shape",
     "normalize",
     "read_idx",
     "torch_dataset",
@@ -418,7 +420,8 @@ def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float 
     ``x_test``/``y_test`` as well, ``x``/``y`` are the training part; otherwise the last
     ``round(test_fraction * count)`` images of each class (in file order, at least one for a class
     of two or more) are the test part. An optional ``class_names`` string array names the classes.
-    Mean and std come from the training part.
+    Mean and std come from the training part. The name recorded is ``npz:`` and the file's
+    absolute path, so later commands find the file from any folder.
 
     Args:
         path: the ``.npz`` file.
@@ -427,9 +430,10 @@ def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float 
 
     Raises:
         DatasetError: missing or unreadable file, missing arrays, wrong dtype/shape, labels out
-            of range, or test images of another shape than the training ones.
+            of range, a class without training images (e.g. 1-based labels), or test images
+            of another shape than the training ones.
     """
-    path = Path(path)
+    path = Path(path).absolute()  # recorded absolute: later commands may run elsewhere
     name = name or f"{NPZ_PREFIX}{path}"
     arrays = _read_npz(path, name)
     missing = [k for k in ("x", "y") if k not in arrays]
@@ -458,6 +462,13 @@ def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float 
                                "for testing; add images or give x_test/y_test")
         x_tr, y_tr, x_te, y_te = x[train], y[train], x[test], y[test]
     classes = int(max(y_tr.max(), y_te.max())) + 1
+    empty = np.flatnonzero(np.bincount(y_tr, minlength=classes) == 0)
+    if empty.size:
+        one_based = int(min(y_tr.min(), y_te.min())) == 1
+        raise DatasetError(
+            f"{name}: class(es) {', '.join(map(str, empty[:10]))} have no training images "
+            f"(labels go up to {classes - 1}); labels must be 0..classes-1 with every class "
+            "present" + ("; they look 1-based: save y - 1" if one_based else ""))
     if "class_names" in arrays:
         names = [str(v) for v in np.asarray(arrays["class_names"]).reshape(-1)]
         if len(names) < classes:
@@ -547,6 +558,20 @@ def load_test_samples(name: str | None, root: str | Path | None = None,
     if samples is not None:
         x, y = x[:samples], y[:samples]
     return np.ascontiguousarray(x), y, split
+
+
+def check_sample_shape(x: np.ndarray, split: DataSplit, input_shape: Sequence[int],
+                       source: str | Path, own_dataset: str | None) -> None:
+    """Refuse test samples ``x`` (of ``split``) that a model of ``input_shape`` cannot take.
+
+    Raises:
+        DatasetError: naming the dataset, the file ``source`` and the dataset to pass instead.
+    """
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        hint = f"--dataset {own_dataset} (its own dataset) or " if own_dataset else ""
+        raise DatasetError(
+            f"dataset {split.name!r} has samples of shape {tuple(x.shape[1:])}, but {source} "
+            f"takes {tuple(input_shape)}; pass {hint}a dataset of that shape")
 
 
 class _ArrayDataset(torch.utils.data.Dataset):

@@ -18,6 +18,9 @@ QCFS activation itself: at ``T = 1`` the float SNN is the QCFS ANN.
 The same normalised image enters the first layer at every step; the logits at ``T`` are the
 mean of the classifier outputs over the first ``T`` steps, so one pass of ``max(steps)`` steps
 yields the accuracy at every requested ``T``.
+
+The float ANN side lives here too: :func:`evaluate_ann` (accuracy) and :func:`train_epoch`
+(one optimisation pass), which training, calibration and fine-tuning share.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ __all__ = [
     "simulate_snn",
     "snn_outputs",
     "to_snn",
+    "train_epoch",
 ]
 
 
@@ -52,11 +56,13 @@ class IFNeuron(nn.Module):
 
     .. math::
         v \leftarrow v + x;\quad n = \min(P, \max(0, \lfloor v / \theta \rfloor));\quad
-        s = \theta\,n;\quad v \leftarrow v - s
+        v \leftarrow v - \theta\,n;\quad \text{output } a\,n
 
-    with the unit threshold ``theta = thresh / payload``. The membrane starts at
-    ``phi * theta``; call :meth:`reset` before each new input. ``payload = 1`` is the binary
-    neuron ``s = theta [v >= theta]``.
+    with the unit threshold ``theta = thresh / payload`` and amplitude :math:`a = \theta` (the
+    float SNN: spikes carry the threshold, as the QCFS output does) or :math:`a = 1`
+    (``unit_spikes``: the ``IF`` node of a NIR graph). ``payload = 1`` is the binary neuron
+    ``n = [v >= theta]``. The membrane starts at ``phi * theta``, or at ``v_init`` when given;
+    call :meth:`reset` before each new input.
 
     A graded neuron keeps ``u = v - phi * theta`` (the input integrated minus what it sent)
     and evaluates ``n = floor(u / thresh * P + phi)`` and ``s = n / P * thresh``, the QCFS
@@ -67,20 +73,29 @@ class IFNeuron(nn.Module):
         thresh: the QCFS ``lambda`` (the threshold of a binary neuron).
         phi: initial membrane as a fraction of the unit threshold.
         payload: the largest payload ``P`` of one spike (graded spikes when ``P > 1``).
+        v_init: initial membrane as a value (instead of ``phi``; binary neurons only).
+        unit_spikes: emit 1 per spike instead of ``theta`` (binary neurons only).
 
     Shape:
         any; element-wise, the state takes the shape of the first input.
     """
 
-    def __init__(self, thresh: float | torch.Tensor, phi: float, payload: int = 1) -> None:
+    def __init__(self, thresh: float | torch.Tensor, phi: float = 0.0, payload: int = 1, *,
+                 v_init: float | None = None, unit_spikes: bool = False) -> None:
         super().__init__()
         payload = check_payload(payload)
         thresh = torch.as_tensor(thresh)
         if not thresh.is_floating_point():
             thresh = thresh.to(torch.get_default_dtype())
         self.register_buffer("thresh", thresh.detach().clone().reshape(1))
+        self.register_buffer("v_init", None if v_init is None else torch.tensor([float(v_init)]))
         self.phi = float(phi)
         self.payload = payload
+        self.unit_spikes = bool(unit_spikes)
+        if payload != 1 and (v_init is not None or self.unit_spikes):
+            raise UsageError("a graded IFNeuron (payload > 1) starts at phi unit thresholds "
+                             "and emits payload * theta: v_init and unit_spikes are for "
+                             "binary neurons")
         self.v: torch.Tensor | None = None
         self._u: torch.Tensor | None = None  # graded: v - phi * theta
         self.spikes = 0.0  # messages (spikes, whatever their payload) since reset_counts()
@@ -98,13 +113,16 @@ class IFNeuron(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         theta = self.thresh.to(x.dtype) / self.payload  # the unit threshold
         if self.v is None:
-            self.v = torch.full_like(x, 0.0) + self.phi * theta
+            start = self.phi * theta if self.v_init is None else self.v_init.to(x.dtype)
+            self.v = torch.full_like(x, 0.0) + start
             self.neurons = int(x[0].numel())
         if self.payload == 1:
             self.v = self.v + x
             n = (self.v >= theta).to(x.dtype)
             out = n * theta
             self.v = self.v - out
+            if self.unit_spikes:
+                out = n
         else:
             thresh = self.thresh.to(x.dtype)
             if self._u is None:
@@ -119,8 +137,10 @@ class IFNeuron(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        extra = f", payload={self.payload}" if self.payload != 1 else ""
-        return f"thresh={self.thresh.item():.4g}, phi={self.phi}{extra}"
+        start = f"phi={self.phi}" if self.v_init is None else f"v_init={self.v_init.item():.4g}"
+        return (f"thresh={self.thresh.item():.4g}, {start}"
+                + (f", payload={self.payload}" if self.payload != 1 else "")
+                + (", unit_spikes=True" if self.unit_spikes else ""))
 
 
 def check_payload(payload) -> int:
@@ -233,6 +253,29 @@ def evaluate_ann(
     model.train(was_training)
     return correct / max(len(y), 1)
 
+
+def train_epoch(model: nn.Module, batches, loss_fn, optimizer, device) -> tuple[float, float]:
+    """One optimisation pass over ``batches`` of ``(x, y)``; the model is in training mode.
+
+    ``batches`` may be a :func:`qcfs_lava.progress.bar` (its postfix shows the running loss).
+
+    Returns:
+        ``(mean loss, accuracy)`` over the samples seen.
+    """
+    total, seen, correct = 0.0, 0, 0
+    for xb, yb in batches:
+        xb, yb = xb.to(device), yb.to(device)
+        logits = model(xb)
+        loss = loss_fn(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(yb)
+        seen += len(yb)
+        correct += int((logits.argmax(1) == yb).sum())
+        if hasattr(batches, "set_postfix"):
+            batches.set_postfix(loss=f"{total / seen:.4f}")
+    return total / max(seen, 1), correct / max(seen, 1)
 
 @torch.no_grad()
 def simulate_snn(

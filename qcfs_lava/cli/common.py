@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 
 
 def parse_steps(text: str) -> list[int]:
@@ -84,19 +85,57 @@ def graded_payload(args: argparse.Namespace, net=None) -> int:
     return 1 if payload is None else int(payload)
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
-    """``--dataset``, ``--data-root``, ``--samples``."""
+class RegistryHelp(str):
+    """A help text that lists the names of a library registry, read when the help is shown.
+
+    ``RegistryHelp("dataset name ({names})", "qcfs_lava.data", "DATASETS")``: the module is
+    imported only when argparse formats the help, so building the parser (and ``--help``)
+    does not import torch, and the list is the library's own.
+    """
+
+    def __new__(cls, template: str, module: str, attribute: str) -> RegistryHelp:
+        obj = super().__new__(cls, template)
+        obj.module, obj.attribute = module, attribute
+        return obj
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(getattr(importlib.import_module(self.module), self.attribute))
+
+    def __mod__(self, params) -> str:  # argparse expands help with ``help % params``
+        return str.__mod__(str(self).replace("{names}", ", ".join(self.names())), params)
+
+
+DATASETS_HELP = "qcfs_lava.data", "DATASETS"
+MODELS_HELP = "qcfs_lava.model.zoo", "MODELS"
+
+
+# the T values evaluate and report sweep by default (one list for every command)
+STEPS_TO_COMPARE = (1, 2, 4, 8, 16, 32)
+
+
+def add_data_args(p: argparse.ArgumentParser, samples: int | None = None) -> None:
+    """``--dataset``, ``--data-root``, ``--samples`` (default ``samples``; None: all)."""
     p.add_argument("--dataset", default=None,
-                   help="dataset name (digits, mnist-split, mnist, fashion-mnist, cifar10, "
-                   "cifar100, cifar10-subset) or npz:FILE.npz for your own arrays (x uint8 "
-                   "NCHW/NHWC, y labels); default: the one recorded in the network/checkpoint")
+                   help=RegistryHelp("dataset: one of {names} (npz:PATH: your own arrays, x "
+                                     "uint8 NCHW/NHWC and y labels); default: the one "
+                                     "recorded in the network/checkpoint", *DATASETS_HELP))
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    p.add_argument("--samples", type=positive_int, default=None,
-                   help="use only the first N test samples (default: all)")
+    p.add_argument("--samples", type=positive_int, default=samples, metavar="N",
+                   help="use only the first N test samples (default: "
+                   + ("all" if samples is None else str(samples)) + ")")
 
 
-def load_test_data(args: argparse.Namespace, default_dataset: str | None):
-    """The test split chosen by ``args`` -> ``(x_uint8, y, split)``."""
-    from qcfs_lava.data import load_test_samples
+def load_test_data(args: argparse.Namespace, default_dataset: str | None,
+                   input_shape=None, source=None):
+    """The test split chosen by ``args`` -> ``(x_uint8, y, split)``.
 
-    return load_test_samples(args.dataset or default_dataset, args.data_root, args.samples)
+    With ``input_shape``, samples of another shape are refused (naming ``source``, the file
+    they were meant for, and its own dataset ``default_dataset``).
+    """
+    from qcfs_lava.data import check_sample_shape, load_test_samples
+
+    x, y, split = load_test_samples(args.dataset or default_dataset, args.data_root,
+                                    args.samples)
+    if input_shape is not None:
+        check_sample_shape(x, split, input_shape, source, default_dataset)
+    return x, y, split

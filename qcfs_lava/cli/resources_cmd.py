@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --samples: record spike trains and compare, at every step, the "
                    "input currents of each pool-folded layer with those of a separate sum-pool "
                    "layer followed by the smaller kernel (identical currents: same accuracy)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="samples per emulator batch (default 256)")
     p.set_defaults(func=run)
 
 
@@ -54,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
         measure_resources,
     )
     from qcfs_lava.io import write_json
-    from qcfs_lava.pipeline import load_network
+    from qcfs_lava.pipeline import load_source
 
     check_run_options(args.samples, args.steps)
-    net, _, _ = load_network(args.file, steps=args.steps)
+    net = load_source(args.file, steps=args.steps).network
     result = measure_resources(
         net, args.chip, samples=args.samples, steps=args.steps, dataset=args.dataset,
         data_root=args.data_root, check_pools=args.check_pools, batch_size=args.batch_size)

@@ -7,6 +7,8 @@ import argparse
 from qcfs_lava.cli.common import add_data_args, add_force_arg, load_test_data, positive_int
 
 DEFAULT_SAMPLES = 16
+# T for a file that records none (written before T was recorded, or by other tools)
+FALLBACK_STEPS = 8
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,14 +18,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "emulator)",
         description="Load a NetX file written by `qcfs-lava export`, build it from Lava "
         "processes (lava's Dense/Conv synapses, the QCFS neuron) and stream the first "
-        f"--samples test samples (default {DEFAULT_SAMPLES}) through one Lava run. Prints "
-        "accuracy and spikes per layer. --check also runs the batched emulator on the same "
-        "samples and fails unless every spike and output potential is identical.",
+        f"--samples test samples (default {DEFAULT_SAMPLES}) through one Lava run, at the "
+        "T recorded in the file unless --steps is given. Prints accuracy and spikes per "
+        "layer. --check also runs the batched emulator on the same samples and fails unless "
+        "every spike and output potential is identical.",
     )
     p.add_argument("file", metavar="FILE.net")
-    p.add_argument("--steps", type=positive_int, default=8, help="time steps T per sample")
-    add_data_args(p)
-    p.set_defaults(samples=DEFAULT_SAMPLES)
+    p.add_argument("--steps", type=positive_int, default=None, metavar="T",
+                   help="time steps T per sample (default: the T recorded in the file, "
+                   f"else {FALLBACK_STEPS})")
+    add_data_args(p, samples=DEFAULT_SAMPLES)
     p.add_argument("--check", action="store_true",
                    help="compare spikes and potentials with the emulator; exit 1 on mismatch")
     p.add_argument("--stock-conv", action="store_true",
@@ -42,6 +46,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _resolve_steps(steps: int | None, recorded) -> int:
+    """``--steps`` if given (saying when it overrides the file's T), else the file's T."""
+    if steps is None:
+        if recorded is None:
+            print(f"\nthe file records no T: running at T = {FALLBACK_STEPS} (set --steps)")
+            return FALLBACK_STEPS
+        return int(recorded)
+    if recorded is not None and int(recorded) != steps:
+        print(f"\n--steps {steps} overrides the T = {int(recorded)} recorded in the file")
+    return steps
+
+
 def run(args: argparse.Namespace) -> int:
     from qcfs_lava.errors import NetworkValidationError, ShardFailedError
     from qcfs_lava.io import write_json
@@ -56,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.json, arg="--json", kind="json", inputs=[args.file],
                           force=args.force)
     net = read_netx(args.file)
-    x, y, split = load_test_data(args, net.metadata.get("dataset"))
+    x, y, split = load_test_data(args, net.metadata.get("dataset"), net.input_shape,
+                                 args.file)
     print(format_table(net))
+    args.steps = _resolve_steps(args.steps, net.metadata.get("steps"))
     record = "spikes" if args.check else "counts"
     print(f"\nsimulating {len(x)} samples x {args.steps} steps in Lava "
           f"({len(x) * args.steps + net.depths()[-1]} Lava steps) ...")
@@ -88,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         result = simulate(net, x, args.steps, labels=y, record=record, progress=True,
                           config=config)
     wall = result.extra["wall_s"]
-    print(f"lava accuracy: {result.accuracy:.4f} on {result.num_samples} samples "
+    print(f"lava accuracy: {100 * result.accuracy:.2f}% on {result.num_samples} samples "
           f"({wall:.1f} s, {result.num_samples / max(wall, 1e-9):.2f} samples/s)")
     print("spikes per sample: " + ", ".join(
         f"{name} {result.spike_counts[:, i].mean():.1f}"
@@ -97,16 +115,15 @@ def run(args: argparse.Namespace) -> int:
     if sat:
         print(f"warning: {sat} membrane updates saturated at the 24-bit limits")
     status = 0
-    mismatches = None
+    check = None
     if args.check:
-        from qcfs_lava.emulator import emulate
-        from qcfs_lava.results import compare_results
+        from qcfs_lava.pipeline import compare_with_emulator
 
-        emu = emulate(net, x, args.steps, labels=y, record="spikes")
-        mismatches = compare_results(result, emu)
-        if mismatches:
-            print(f"MISMATCH: Lava and the emulator differ; first: {mismatches[0]}")
-            for m in mismatches[1:]:
+        check = compare_with_emulator(net, x, y, result)
+        if not check.identical:
+            details = check.mismatch_details or (f"{check.mismatches} differing entries",)
+            print(f"MISMATCH: Lava and the emulator differ; first: {details[0]}")
+            for m in details[1:]:
                 print(f"  also: {m}")
             status = 1
         else:
@@ -119,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
             "result": result.to_dict(),
             "wall_s": wall,
         }
-        if mismatches is not None:
-            out["mismatches"] = [str(m) for m in mismatches]
+        if check is not None:
+            out["mismatches"] = list(check.mismatch_details)
         write_json(args.json, out)
         print(f"wrote {args.json}")
     return status
