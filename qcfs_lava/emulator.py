@@ -69,6 +69,7 @@ import torch
 import torch.nn.functional as F
 
 from qcfs_lava import hardware as hw
+from qcfs_lava.digest import NUM_LIMBS, digest_keys, join_limbs, key_limbs
 from qcfs_lava.network import INPUT, IntegerNetwork, Synapse, SynapseGeometry
 from qcfs_lava.progress import counter
 from qcfs_lava.results import (
@@ -398,6 +399,7 @@ def emulate(
     *,
     labels: np.ndarray | None = None,
     record: RecordMode | str | None = None,
+    digest_key: int | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = False,
@@ -412,6 +414,8 @@ def emulate(
         record: a :class:`~qcfs_lava.results.RecordMode` or its name: ``None`` (counts per
             layer only), ``"counts"`` (also per-neuron spike counts, needed for exact SynOps)
             or ``"spikes"`` (also full spike trains).
+        digest_key: also compute each sample's and layer's keyed spike-train digest
+            (:mod:`qcfs_lava.digest`), as the Lava neuron model does; ``None``: none.
         batch_size: samples per batch.
         device: torch device.
         progress: show a tqdm bar that advances every time step of every batch (so a long
@@ -444,6 +448,11 @@ def emulate(
     payload_counts = np.zeros((n, len(hidden)), dtype=np.int64) if graded else None
     spikes = ([np.zeros((n, steps, *lay.shape), dtype=spike_dtype(lay.payload))
                for lay in hidden] if record is RecordMode.SPIKES else None)
+    # digest words split into 16-bit limbs: a step's spikes times the limbs is exact in float64
+    limbs = ([torch.as_tensor(key_limbs(digest_keys(digest_key, li, steps, lay.num_neurons)),
+                              device=device) for li, lay in enumerate(hidden)]
+             if digest_key is not None else None)
+    digests = np.zeros((n, len(hidden)), dtype=np.uint64) if limbs is not None else None
     batches = range(0, n, batch_size)
     steps_bar = counter(len(batches) * steps, desc="emulate", unit="step", enabled=progress)
     with torch.no_grad(), _exact_matmul(), steps_bar:
@@ -480,6 +489,8 @@ def emulate(
             payload_totals = torch.zeros((b, len(hidden)), dtype=torch.int64, device=device)
             totals = torch.zeros((b, len(hidden)), dtype=torch.float64, device=device)
             sat = torch.zeros((b, len(net.layers)), dtype=torch.int64, device=device)
+            limb_sums = (torch.zeros((b, len(hidden), NUM_LIMBS), dtype=torch.float64,
+                                     device=device) if limbs is not None else None)
             for t in range(steps):
                 out: list[torch.Tensor] = []
                 for li, cl in enumerate(layers):
@@ -522,6 +533,8 @@ def emulate(
                         payload_totals[:, li] += si.reshape(b, -1).sum(1, dtype=torch.int64)
                         if spikes is not None:
                             spikes[li][lo:hi, t] = si.cpu().numpy()
+                        if limb_sums is not None:  # payload-weighted: sum K * s (mod 2**64)
+                            limb_sums[:, li] += sf.reshape(b, -1).to(torch.float64) @ limbs[li][t]
                         out.append(sf)
                     elif v_th is not None:
                         sf = torch.ge(vl, v_th, out=spike_buf[li])
@@ -539,6 +552,8 @@ def emulate(
                                 1, dtype=torch.float64).to(torch.int64)
                         if spikes is not None:
                             spikes[li][lo:hi, t] = sf.cpu().numpy() != 0
+                        if limb_sums is not None:
+                            limb_sums[:, li] += sf.reshape(b, -1).to(torch.float64) @ limbs[li][t]
                         out.append(sf)
                     v[li] = vl
                 steps_bar.update(1)
@@ -559,6 +574,8 @@ def emulate(
             if payload_counts is not None:
                 payload_counts[lo:hi] = payload_totals.cpu().numpy()
             saturations[lo:hi] = sat.cpu().numpy()
+            if limb_sums is not None:
+                digests[lo:hi] = join_limbs(limb_sums.cpu().numpy())
     return SpikeRunResult(
         steps=steps,
         layer_names=tuple(lay.name for lay in net.layers),
@@ -567,6 +584,8 @@ def emulate(
         spike_counts=spike_counts,
         neuron_counts=tuple(neuron_counts) if neuron_counts is not None else None,
         spikes=tuple(spikes) if spikes is not None else None,
+        digests=digests,
+        digest_key=digest_key,
         saturations=saturations,
         labels=labels,
         backend="emulator",

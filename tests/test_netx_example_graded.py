@@ -76,4 +76,4 @@ def test_simulate_check_equals_the_emulator_on_20_images(capsys):
                  "--check"])
     text = capsys.readouterr().out
     assert code == 0, text
-    assert "Lava equals the emulator (every spike of 20 samples" in text
+    assert "Lava equals the emulator" in text and "20 samples" in text

@@ -123,7 +123,7 @@ def test_a_failing_shard_is_reported_with_its_range_and_others_are_kept(monkeypa
     net = _tiny_net()
     x = np.random.default_rng(1).integers(0, 256, (6, 5), dtype=np.uint8)
 
-    def run_shard(net, xs, steps, record, config):
+    def run_shard(net, xs, steps, record, config, *rest):
         if xs[0, 0] == x[2, 0] and np.array_equal(xs[0], x[2]):  # the second shard
             raise RuntimeError("node lost")
         return emulate(net, xs, steps, record=record)
