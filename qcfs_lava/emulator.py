@@ -30,6 +30,12 @@ float32. Why nothing is lost:
   outside on the same side, is counted as a saturation and clamped to the same limit;
 - ``v - s * v_th`` and the spike counts (``<= T``) are integers below ``2**24``.
 
+Graded spikes (a layer with payload bound ``P > 1``): the payload
+``s = min(P, max(0, floor(v / v_th)))`` is computed in int32 from the (integer-valued)
+membrane, so it is the plain integer floor; every bound above uses ``P`` instead of 1 as the
+largest input from that layer. Payload sums per neuron stay below ``2**24`` while
+``T * P < 2**24``.
+
 Layers fed only by the input keep a float32 membrane too (their drive ``a + bias`` is
 computed once per batch, as below).
 
@@ -66,7 +72,13 @@ from qcfs_lava import hardware as hw
 from qcfs_lava.digest import NUM_LIMBS, digest_keys, join_limbs, key_limbs
 from qcfs_lava.network import INPUT, IntegerNetwork, Synapse, SynapseGeometry
 from qcfs_lava.progress import counter
-from qcfs_lava.results import RecordMode, SpikeRunResult, argmax_first, check_run_arguments
+from qcfs_lava.results import (
+    RecordMode,
+    SpikeRunResult,
+    argmax_first,
+    check_run_arguments,
+    spike_dtype,
+)
 
 FLOAT32_EXACT = 1 << 24
 
@@ -145,6 +157,7 @@ class _CompiledLayer:
     input_only: bool  # fed by the input only: its drive is computed once per batch
     bias: torch.Tensor  # int32, state units, broadcast to the layer's shape
     v_th: int | None
+    payload: int  # the largest payload of a spike (1: binary)
     mult: float  # 2**e
     e: int
     drive_bound: int  # max |a + bias| over every step, neuron and input
@@ -208,10 +221,10 @@ def _compile_layer(net: IntegerNetwork, layer, device: torch.device) -> _Compile
     synapses = _merge_copies(layer.synapses)
     lean = _compile_float32_layer(net, layer, device, synapses)
     syns = lean if lean is not None else [
-        _compile_synapse(syn, net.source_shape(syn.source), device) for syn in synapses]
+        _compile_synapse(syn, net.source_shape(syn.source), device,
+                         max_in=net.max_input(syn.source)) for syn in synapses]
     e = layer.weight_exp
-    acc_bound = sum(syn.max_abs_sum(hw.INPUT_MAX if syn.source == INPUT else 1)
-                    for syn in synapses)
+    acc_bound = sum(syn.max_abs_sum(net.max_input(syn.source)) for syn in synapses)
     bias = np.asarray(layer.bias, dtype=np.int64)
     # |floor(acc * 2**e)| <= |acc| * 2**e + 1
     a_bound = int(np.ceil(acc_bound * 2.0 ** e)) + 1
@@ -221,6 +234,7 @@ def _compile_layer(net: IntegerNetwork, layer, device: torch.device) -> _Compile
         input_only=all(syn.source == INPUT for syn in layer.synapses),
         bias=torch.tensor(bias, dtype=torch.int32, device=device),
         v_th=layer.v_th,
+        payload=layer.payload,
         mult=2.0 ** e,
         e=e,
         drive_bound=a_bound + int(np.abs(bias).max(initial=0)),
@@ -260,13 +274,15 @@ def _compile_float32_layer(net: IntegerNetwork, layer, device: torch.device,
     if e > 0 and nonzero.size:
         g = int(np.gcd.reduce(nonzero))
         u = min(e, (g & -g).bit_length() - 1)
-    units = (sum(syn.max_abs_sum(1) for syn in synapses) * 2.0 ** (e - u)
+    units = (sum(syn.max_abs_sum(net.max_input(syn.source)) for syn in synapses)
+             * 2.0 ** (e - u)
              + np.abs(bias).max(initial=0) * 2.0 ** -u)
     if units >= FLOAT32_EXACT:
         return None
     out = []
     for i, syn in enumerate(synapses):
-        c = _compile_synapse(syn, net.source_shape(syn.source), device, scale_exp=e)
+        c = _compile_synapse(syn, net.source_shape(syn.source), device, scale_exp=e,
+                             max_in=net.max_input(syn.source))
         if i == 0:
             c = replace(c, bias=torch.tensor(bias, dtype=torch.float32, device=device))
         out.append(c)
@@ -319,10 +335,10 @@ def _factor_pool(syn: Synapse, in_shape: tuple[int, ...]):
 
 
 def _compile_synapse(syn: Synapse, in_shape: tuple[int, ...], device: torch.device,
-                     scale_exp: int | None = None) -> _CompiledSynapse:
+                     scale_exp: int | None = None, max_in: int = 1) -> _CompiledSynapse:
     """``syn`` on ``device``; with ``scale_exp`` its weights are float32 times ``2**scale_exp``
-    (the caller has checked that exact)."""
-    max_in = hw.INPUT_MAX if syn.source == INPUT else 1
+    (the caller has checked that exact). ``max_in``: the largest value of its source (255
+    for the input, the payload bound for a hidden layer)."""
     # the bound on partial sums is the same with or without the pool factorization:
     # sum |w_small| * (s_h * s_w * max_in) = sum |w| * max_in
     if scale_exp is not None:
@@ -424,10 +440,14 @@ def emulate(
     potentials = np.zeros((n, net.num_classes), dtype=np.int64)
     spike_counts = np.zeros((n, len(hidden)), dtype=np.int64)
     saturations = np.zeros((n, len(net.layers)), dtype=np.int64)
+    graded = net.graded
     neuron_counts = ([np.zeros((n, *lay.shape), dtype=np.int32) for lay in hidden]
                      if record is not RecordMode.TOTAL else None)
-    spikes = ([np.zeros((n, steps, *lay.shape), dtype=bool) for lay in hidden]
-              if record is RecordMode.SPIKES else None)
+    neuron_payloads = ([np.zeros((n, *lay.shape), dtype=np.int64) for lay in hidden]
+                       if graded and neuron_counts is not None else None)
+    payload_counts = np.zeros((n, len(hidden)), dtype=np.int64) if graded else None
+    spikes = ([np.zeros((n, steps, *lay.shape), dtype=spike_dtype(lay.payload))
+               for lay in hidden] if record is RecordMode.SPIKES else None)
     # digest words split into 16-bit limbs: a step's spikes times the limbs is exact in float64
     limbs = ([torch.as_tensor(key_limbs(digest_keys(digest_key, li, steps, lay.num_neurons)),
                               device=device) for li, lay in enumerate(hidden)]
@@ -463,6 +483,10 @@ def emulate(
             # else per-sample totals (float64: exact)
             counts = ([torch.zeros((b, *lay.shape), dtype=torch.float32, device=device)
                        for lay in hidden] if neuron_counts is not None else None)
+            # graded layers: payloads summed per neuron (int64) and per sample
+            payload_sums = ([torch.zeros((b, *lay.shape), dtype=torch.int64, device=device)
+                             for lay in hidden] if neuron_payloads is not None else None)
+            payload_totals = torch.zeros((b, len(hidden)), dtype=torch.int64, device=device)
             totals = torch.zeros((b, len(hidden)), dtype=torch.float64, device=device)
             sat = torch.zeros((b, len(net.layers)), dtype=torch.int64, device=device)
             limb_sums = (torch.zeros((b, len(hidden), NUM_LIMBS), dtype=torch.float64,
@@ -493,7 +517,26 @@ def emulate(
                             sat[:, li] += over.reshape(b, -1).sum(1)
                             vl = vl.clamp_(state_min, state_max)
                     v_th = cl.v_th
-                    if v_th is not None:
+                    if v_th is not None and cl.payload > 1:
+                        # graded: s = min(P, max(0, floor(v / v_th))) in integers
+                        vi = vl.to(torch.int32)  # exact: v holds integers in 24 bits
+                        si = torch.div(vi, v_th, rounding_mode="floor").clamp_(0, cl.payload)
+                        vi = vi.sub_(si, alpha=v_th)
+                        vl = vi.to(vl.dtype) if vl.is_floating_point() else vi
+                        sf = spike_buf[li].copy_(si)  # float32 payloads, exact (P < 2**23)
+                        sent = si > 0
+                        if counts is not None:
+                            counts[li] += sent
+                            payload_sums[li] += si
+                        else:
+                            totals[:, li] += sent.reshape(b, -1).sum(1, dtype=torch.float64)
+                        payload_totals[:, li] += si.reshape(b, -1).sum(1, dtype=torch.int64)
+                        if spikes is not None:
+                            spikes[li][lo:hi, t] = si.cpu().numpy()
+                        if limb_sums is not None:  # payload-weighted: sum K * s (mod 2**64)
+                            limb_sums[:, li] += sf.reshape(b, -1).to(torch.float64) @ limbs[li][t]
+                        out.append(sf)
+                    elif v_th is not None:
                         sf = torch.ge(vl, v_th, out=spike_buf[li])
                         if vl.is_floating_point():
                             vl = vl.sub_(sf, alpha=v_th)
@@ -504,6 +547,9 @@ def emulate(
                         else:
                             # float32 sums of 0/1 are exact below 2**24 neurons
                             totals[:, li] += sf.reshape(b, -1).sum(1, dtype=sum_dtype[li])
+                        if graded:
+                            payload_totals[:, li] += sf.reshape(b, -1).sum(
+                                1, dtype=torch.float64).to(torch.int64)
                         if spikes is not None:
                             spikes[li][lo:hi, t] = sf.cpu().numpy() != 0
                         if limb_sums is not None:
@@ -518,7 +564,15 @@ def emulate(
                     c = c.to(torch.int32)
                     totals[:, li] = c.reshape(b, -1).sum(1)
                     neuron_counts[li][lo:hi] = c.cpu().numpy()
+                if payload_sums is not None:
+                    for li, c in enumerate(payload_sums):
+                        if hidden[li].payload > 1:
+                            neuron_payloads[li][lo:hi] = c.cpu().numpy()
+                        else:  # binary: the payload sum is the spike count
+                            neuron_payloads[li][lo:hi] = neuron_counts[li][lo:hi]
             spike_counts[lo:hi] = totals.to(torch.int64).cpu().numpy()
+            if payload_counts is not None:
+                payload_counts[lo:hi] = payload_totals.cpu().numpy()
             saturations[lo:hi] = sat.cpu().numpy()
             if limb_sums is not None:
                 digests[lo:hi] = join_limbs(limb_sums.cpu().numpy())
@@ -535,4 +589,6 @@ def emulate(
         saturations=saturations,
         labels=labels,
         backend="emulator",
+        payload_counts=payload_counts,
+        neuron_payloads=tuple(neuron_payloads) if neuron_payloads is not None else None,
     )

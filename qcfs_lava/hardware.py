@@ -53,6 +53,17 @@ STATE_MAX = (1 << (STATE_BITS - 1)) - 1
 GRADED_PAYLOAD_BITS = 24
 INPUT_BITS = 8
 INPUT_MAX = (1 << INPUT_BITS) - 1
+# A hidden neuron with payload bound P sends s in [0, P] (docs/contract.md, section 3); P must
+# fit a signed 24-bit graded message (lava's graded Dense/Conv take int32 spikes).
+PAYLOAD_MAX = (1 << (GRADED_PAYLOAD_BITS - 1)) - 1
+
+
+def message_bits(payload: int) -> int:
+    """Bits of a spike message with payloads in ``[0, payload]``: 0 for binary spikes
+    (``payload = 1``, lava's and lava-dl's ``num_message_bits = 0`` / ``messageBits = 0``),
+    else ``payload.bit_length()`` (a graded spike)."""
+    payload = int(payload)
+    return 0 if payload == 1 else payload.bit_length()
 
 # lava's fixed-point Conv model clamps its output to 24 bits signed
 # (lava/proc/conv/models.py: PyConvModelFixed.clamp_precision). The quantizer keeps

@@ -11,11 +11,15 @@ all integers::
     a_l(t)   = acc_l(t) * 2**e_l          if e_l >= 0
              = floor(acc_l(t) / 2**-e_l)  if e_l <  0
     v_l(t)   = sat24(v_l(t-1) + a_l(t) + bias_l)       # bias_l = bias_mant << 6
-    s_l(t)   = [v_l(t) >= v_th_l];  v_l(t) -= s_l(t) * v_th_l   # v_th_l = vth_mant << 6
+    s_l(t)   = min(P_l, max(0, floor(v_l(t) / v_th_l)))   # v_th_l = vth_mant << 6
+    v_l(t)  -= s_l(t) * v_th_l
     v_l(0)   = v_init_l
 
-``s_{-1}(t)`` is the input image as unsigned 8-bit integers (graded spikes, the same every
-step); every other ``s`` is binary. The last layer never spikes: its accumulated potential
+``P_l`` is the layer's payload bound (``NeuronLayer.payload``): with ``P_l = 1`` a spike is
+binary, ``s = [v >= v_th]``; with ``P_l > 1`` it is a graded spike whose integer payload
+``s`` the synapse multiplies by its weight, and ``v_th`` is the unit threshold (the QCFS
+threshold over ``P_l``). ``s_{-1}(t)`` is the input image as unsigned 8-bit integers (graded
+spikes, the same every step). The last layer never spikes: its accumulated potential
 ``v(T) - v(0)`` is the network output. A layer may have several incoming synapses (a residual
 add): they are summed before the shift, at the same logical step.
 """
@@ -214,6 +218,9 @@ class NeuronLayer:
         vth_mant: unsigned 17-bit threshold mantissa, ``None`` for the output layer (never
             spikes). In state units the threshold is ``vth_mant << 6``.
         v_init: membrane potential at the start of every sample, state units.
+        payload: the largest payload ``P`` of one spike: 1 for binary spikes, ``P > 1`` for
+            graded spikes ``s = min(P, floor(v / v_th))`` with ``v_th`` the unit threshold.
+            The output layer (never spikes) keeps 1.
     """
 
     name: str
@@ -223,6 +230,7 @@ class NeuronLayer:
     bias_mant: np.ndarray
     vth_mant: int | None
     v_init: int = 0
+    payload: int = 1
 
     def __post_init__(self) -> None:
         where = f"layer {self.name!r}"
@@ -253,6 +261,20 @@ class NeuronLayer:
                 )
             object.__setattr__(self, "vth_mant", vth)
         object.__setattr__(self, "v_init", int(self.v_init))
+        payload = self.payload
+        if isinstance(payload, (bool, np.bool_)) or not isinstance(payload, (int, np.integer)):
+            raise NetworkValidationError(f"{where}: payload must be an integer, got {payload!r}")
+        payload = int(payload)
+        if not 1 <= payload <= hw.PAYLOAD_MAX:
+            raise NetworkValidationError(
+                f"{where}: payload {payload} outside [1, {hw.PAYLOAD_MAX}] (1: binary spikes, "
+                "P > 1: graded spikes of up to 23 bits)"
+            )
+        if payload != 1 and self.vth_mant is None:
+            raise NetworkValidationError(
+                f"{where}: the output layer never spikes, its payload must be 1, got {payload}"
+            )
+        object.__setattr__(self, "payload", payload)
 
     def check_ranges(self, ranges: hw.IntegerRanges = hw.LOIHI_RANGES) -> None:
         """Raise :class:`NetworkValidationError` unless the bias mantissas, ``v_init`` and
@@ -277,8 +299,13 @@ class NeuronLayer:
 
     @property
     def v_th(self) -> int | None:
-        """Threshold in state units."""
+        """Threshold in state units (the unit threshold of a graded layer)."""
         return None if self.vth_mant is None else hw.vth_from_mant(self.vth_mant)
+
+    @property
+    def message_bits(self) -> int:
+        """Bits of this layer's spike messages: 0 binary, else ``payload.bit_length()``."""
+        return hw.message_bits(self.payload)
 
     @property
     def bias(self) -> np.ndarray:
@@ -362,7 +389,7 @@ class IntegerNetwork:
                         f"layer {layer.name!r}: synapse from {syn.source} produces {out}, "
                         f"layer shape is {layer.shape}"
                     )
-                max_in = hw.INPUT_MAX if syn.source == INPUT else 1
+                max_in = self.max_input(syn.source)
                 if syn.kind == "conv" and syn.max_abs_sum(max_in) > self.ranges.synapse_out_max:
                     raise NetworkValidationError(
                         f"layer {layer.name!r}: a conv synapse sum can reach "
@@ -395,6 +422,21 @@ class IntegerNetwork:
                 f"[{x.min()}, {x.max()}]"
             )
         return x.astype(np.uint8, copy=False)
+
+    def max_input(self, source: int) -> int:
+        """Largest value a synapse from ``source`` receives: 255 from the input, the source
+        layer's payload bound from a hidden layer (1 for binary spikes)."""
+        return hw.INPUT_MAX if source == INPUT else self.layers[source].payload
+
+    @property
+    def payload(self) -> int:
+        """The largest payload bound of the hidden layers (1: every spike is binary)."""
+        return max((layer.payload for layer in self.layers[:-1]), default=1)
+
+    @property
+    def graded(self) -> bool:
+        """Whether some hidden layer sends graded spikes (payload bound above 1)."""
+        return self.payload > 1
 
     def source_shape(self, source: int) -> tuple[int, ...]:
         """Shape of the spikes a synapse with this ``source`` receives."""
@@ -449,6 +491,7 @@ class IntegerNetwork:
                     "weight_exp": layer.weight_exp,
                     "vth_mant": layer.vth_mant,
                     "v_init": layer.v_init,
+                    "payload": layer.payload,
                     "depth": depth,
                 }
             )
@@ -464,6 +507,9 @@ def format_table(net: IntegerNetwork) -> str:
     def fmt(v):
         return "" if v is None else "x".join(str(x) for x in v)
 
+    if net.graded:  # a payload column only where spikes are graded: binary tables unchanged
+        lines[0] += f" {'P':>4}"
+        lines[1] = "-" * len(lines[0])
     for i, r in enumerate(net.summary_rows()):
         lines.append(
             f"{i:>2} {r['name']:<12} {r['type']:<6} {fmt(r['shape']):<14} {fmt(r['kernel']):<7} "
@@ -471,5 +517,7 @@ def format_table(net: IntegerNetwork) -> str:
             f"{','.join(str(s) for s in r['inputs']):<8} {r['weight_exp']:>3} "
             f"{'-' if r['vth_mant'] is None else r['vth_mant']:>8} {r['v_init']:>9} "
             f"{r['depth']:>5}"
+            + (f" {r['payload'] if r['vth_mant'] is not None else '-':>4}" if net.graded
+               else "")
         )
     return "\n".join(lines)

@@ -11,7 +11,8 @@ reads; ``docs/netx-format.md`` describes it in full. In short::
                              stride, padding, dilation (H, W), groups     (conv only)
                              bias         our bias_mant: (C,) or the full shape in W, H, C
                              neuron/      type "QCFS_IF", vThMant, vInit, weightExp, biasExp,
-                                          reset "subtract", fire "ge", spiking
+                                          reset "subtract", fire "ge", spiking;
+                                          graded layers also messageBits, payloadMax
     qcfs/                    extension lava-dl ignores: format_version, checksum
     qcfs/metadata            levels, phi, package_version, metadata (JSON)
     qcfs/layers/i            name, netx_index, native; synapses/j/ for merge layers
@@ -170,6 +171,8 @@ def _header(net: IntegerNetwork) -> dict[str, Any]:
                 "weight_exp": layer.weight_exp,
                 "vth_mant": layer.vth_mant,
                 "v_init": layer.v_init,
+                # only graded layers: binary files keep their checksums
+                **({"payload": layer.payload} if layer.payload != 1 else {}),
                 "bias_shape": list(layer.bias_mant.shape),
                 "synapses": [
                     {
@@ -227,8 +230,9 @@ def neuron_from_group(group) -> dict[str, Any] | None:
             ``lava.lib.dl.netx.utils.NetDict``).
 
     Returns:
-        ``{"weight_exp", "v_init", "vth_mant"}`` (``vth_mant`` None for the non-spiking
-        output layer), or None when the group describes another neuron type.
+        ``{"weight_exp", "v_init", "vth_mant", "payload"}`` (``vth_mant`` None for the
+        non-spiking output layer; ``payload`` 1 unless the group declares graded spikes), or
+        None when the group describes another neuron type.
     """
     g = getattr(group, "f", group)
 
@@ -245,6 +249,7 @@ def neuron_from_group(group) -> dict[str, Any] | None:
         "weight_exp": int(value("weightExp")),
         "v_init": int(value("vInit")),
         "vth_mant": int(value("vThMant")) if spiking else None,
+        "payload": int(value("payloadMax")) if "payloadMax" in g else 1,
     }
 
 
@@ -271,6 +276,9 @@ def _write_neuron(group, layer: NeuronLayer) -> None:
     _str_dataset(g, "reset", RESET_MODE)
     _str_dataset(g, "fire", FIRE_MODE)
     g.create_dataset("spiking", data=np.int8(layer.spiking))
+    if layer.payload != 1:  # graded spikes: lava-dl's width key, and our exact bound
+        g.create_dataset("messageBits", data=np.int64(layer.message_bits))
+        g.create_dataset("payloadMax", data=np.int64(layer.payload))
 
 
 def _write_bias(group, layer: NeuronLayer) -> None:
@@ -586,10 +594,22 @@ class _Reader:
             if self.text(n, key) != want:
                 self.fail(f"{where}: neuron {key} '{self.text(n, key)}' is not '{want}'")
         spiking = bool(self.int(n, "spiking", 0, 1))
+        payload = 1
+        graded_keys = [key for key in ("messageBits", "payloadMax") if key in n]
+        if graded_keys:
+            if len(graded_keys) != 2 or not spiking:
+                self.fail(f"{where}: a graded neuron declares both messageBits and payloadMax "
+                          f"and spikes; found {graded_keys}, spiking={int(spiking)}")
+            payload = self.int(n, "payloadMax", 2, hw.PAYLOAD_MAX)
+            bits = self.int(n, "messageBits", 1, hw.GRADED_PAYLOAD_BITS)
+            if bits != hw.message_bits(payload):
+                self.fail(f"{where}: messageBits {bits} does not match payloadMax {payload} "
+                          f"(needs {hw.message_bits(payload)})")
         return {
             "weight_exp": self.int(n, "weightExp", hw.WEIGHT_EXP_MIN, hw.WEIGHT_EXP_MAX),
             "v_init": self.int(n, "vInit", hw.STATE_MIN, hw.STATE_MAX),
             "vth_mant": self.int(n, "vThMant", 1, hw.VTH_MANT_MAX) if spiking else None,
+            "payload": payload,
         }
 
     def network(self) -> tuple[IntegerNetwork, dict[str, Any]]:

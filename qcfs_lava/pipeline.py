@@ -235,6 +235,7 @@ class ErrorBudget:
         float_snn: ``{T: accuracy}`` of the float SNN (empty without a checkpoint).
         integer_snn: ``{T: accuracy}`` of the integer SNN (emulator).
         lava: the Lava check on a subset at one ``T`` (:func:`check_lava`), or ``None``.
+        payload: the payload bound ``P`` of the float and integer SNN (1: binary spikes).
     """
 
     steps: list[int]
@@ -244,6 +245,7 @@ class ErrorBudget:
     float_snn: dict[int, float] = field(default_factory=dict)
     integer_snn: dict[int, float | None] = field(default_factory=dict)
     lava: LavaCheck | None = None
+    payload: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; ``T`` keys become strings."""
@@ -253,12 +255,16 @@ class ErrorBudget:
             "float_snn": {str(t): a for t, a in self.float_snn.items()},
             "integer_snn": {str(t): a for t, a in self.integer_snn.items()},
             "lava": None if self.lava is None else self.lava.to_dict(),
+            # graded spikes only: a binary budget keeps its schema
+            **({"payload": self.payload} if self.payload != 1 else {}),
         }
 
     def format(self, steps: Sequence[int] | None = None) -> str:
         """A table: one row per ``T`` (of ``steps``, default all), then the Lava check."""
         head = f"{'T':>5} {'ANN':>8} {'float SNN':>10} {'integer SNN':>11}"
-        lines = [f"error budget on {self.samples} test samples", head, "-" * len(head)]
+        graded = f", graded spikes P = {self.payload}" if self.payload != 1 else ""
+        lines = [f"error budget on {self.samples} test samples{graded}", head,
+                 "-" * len(head)]
         for t in self.steps if steps is None else steps:
             lines.append(f"{t:>5} {_pct(self.qcfs_ann):>8} {_pct(self.float_snn.get(t)):>10} "
                          f"{_pct(self.integer_snn.get(t)):>11}")
@@ -414,7 +420,8 @@ def run_chain(
 
     steps = sorted({int(t) for t in steps})
     net, ckpt = source.network, source.checkpoint
-    budget = ErrorBudget(steps=steps, samples=int(len(y)), relu_ann=relu_accuracy)
+    budget = ErrorBudget(steps=steps, samples=int(len(y)), relu_ann=relu_accuracy,
+                         payload=net.payload)
     breakdowns: dict[int, Any] = {}
     if ckpt is not None and (float_models or breakdown or relu_checkpoint):
         import torch
@@ -437,14 +444,17 @@ def run_chain(
 
             with stage(f"error breakdown, T in {steps}", progress):
                 breakdowns = error_breakdown(model, xf.to(device), steps, labels=y,
-                                             batch_size=batch_size, progress=progress)
+                                             batch_size=batch_size, progress=progress,
+                                             payload=net.payload)
             budget.qcfs_ann = breakdowns[steps[-1]].ann_accuracy
             budget.float_snn = {t: breakdowns[t].snn_accuracy for t in steps}
         elif float_models:
             with stage("QCFS ANN", progress):
                 budget.qcfs_ann = evaluate_ann(model, xf, yt, batch_size)
             with stage(f"float SNN, T in {steps}", progress):
-                budget.float_snn = simulate_snn(model, xf, yt, steps, batch_size).accuracy
+                # the float SNN with the integer network's payload bound (1: binary)
+                budget.float_snn = simulate_snn(model, xf, yt, steps, batch_size,
+                                                payload=net.payload).accuracy
     runs: dict[int, SpikeRunResult] = {}
     for t in steps:
         with stage(f"integer SNN, T={t}", progress):

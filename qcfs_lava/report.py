@@ -72,6 +72,7 @@ class ReportConfig:
         energy_json: a JSON file of energy constants (applied before ``energy_overrides``).
         batch_size: samples per batch for ANN, float SNN and emulator.
         device: torch device for the emulator and the float models.
+        graded: the payload bound ``P`` of the float and integer SNN (1: binary spikes).
     """
 
     checkpoint: str
@@ -89,6 +90,7 @@ class ReportConfig:
     energy_json: str | None = None
     batch_size: int = 256
     device: str = "cpu"
+    graded: int = 1
 
     def __post_init__(self) -> None:
         self.steps = tuple(sorted({int(t) for t in self.steps}))
@@ -177,7 +179,10 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
     constants = config.energy_constants()
     tb = config.budget_steps
     try:
-        source = load_source(config.checkpoint, steps=tb)
+        from qcfs_lava.convert import ConversionConfig
+
+        source = load_source(config.checkpoint, steps=tb,
+                             config=ConversionConfig(spike_payload=int(config.graded)))
     except NotQcfsCheckpointError as exc:
         raise AnalysisError(
             f"{exc}. A report needs a QCFS checkpoint (pass a ReLU one as relu_checkpoint / "
@@ -258,7 +263,9 @@ def make_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = F
         if len(b["layers"]) == len(hidden_names):
             for row, name in zip(b["layers"], hidden_names, strict=True):
                 row["layer"] = name
-    resources = map_resources(net, "loihi1", ops=counts[tb], constants=constants)
+    # Loihi 1 sends binary spikes only: a graded network maps to Loihi 2
+    chip = "loihi2" if net.graded else "loihi1"
+    resources = map_resources(net, chip, ops=counts[tb], constants=constants)
     data["resources"] = resources.to_dict()
     data = to_jsonable(data)
     md_path = write_text(out / "report.md",

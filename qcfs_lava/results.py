@@ -91,17 +91,25 @@ class SpikeRunResult:
         potentials: ``(N, num_classes)`` int64, the output layer's accumulated potential
             ``v(T) - v(0)`` in state units.
         predictions: ``(N,)`` int64, argmax of ``potentials`` (lowest index wins ties).
-        spike_counts: ``(N, num_hidden)`` int64, spikes per sample and hidden layer.
+        spike_counts: ``(N, num_hidden)`` int64, spikes (messages, whatever their payload)
+            per sample and hidden layer.
         neuron_counts: per hidden layer ``(N, *shape)`` int32 spike count of each neuron
             over the ``T`` steps, when requested (needed for exact SynOps); else ``None``.
-        spikes: per hidden layer ``(N, T, *shape)`` bool spike trains, when requested.
+        spikes: per hidden layer ``(N, T, *shape)`` spike trains, when requested: bool for a
+            binary layer, the integer payloads (:func:`spike_dtype`) for a graded one.
         digests: ``(N, num_hidden)`` uint64 keyed digests of each sample's spike train per
-            hidden layer (:mod:`qcfs_lava.digest`), when a key was given.
+            hidden layer (:mod:`qcfs_lava.digest`), when a key was given (of the payloads for
+            a graded layer).
         digest_key: the key of ``digests``.
         saturations: ``(N, num_layers)`` int64, how many membrane updates hit the 24-bit
             limits (saturated instead of wrapping); ``None`` where the backend cannot tell.
         labels: ``(N,)`` ground truth, when known.
         backend: ``"emulator"`` or ``"lava"``.
+        payload_counts: ``(N, num_hidden)`` int64 payloads summed per sample and hidden
+            layer, for a network with graded spikes (``None`` for a binary one, where it
+            equals ``spike_counts``).
+        neuron_payloads: per hidden layer ``(N, *shape)`` int64 payload sum of each neuron,
+            for a graded network run with per-neuron records (exact payload-weighted ops).
     """
 
     steps: int
@@ -117,6 +125,8 @@ class SpikeRunResult:
     labels: np.ndarray | None = None
     backend: str = ""
     extra: dict = field(default_factory=dict)
+    payload_counts: np.ndarray | None = None
+    neuron_payloads: tuple[np.ndarray, ...] | None = None
 
     @property
     def num_samples(self) -> int:
@@ -142,6 +152,11 @@ class SpikeRunResult:
                 for i, name in enumerate(self.layer_names[:-1])
             },
         }
+        if self.payload_counts is not None:
+            out["payload_per_sample"] = {
+                name: float(self.payload_counts[:, i].mean()) if self.num_samples else 0.0
+                for i, name in enumerate(self.layer_names[:-1])
+            }
         if self.saturations is not None:
             out["saturations"] = {
                 name: int(self.saturations[:, i].sum()) for i, name in enumerate(self.layer_names)
@@ -151,6 +166,14 @@ class SpikeRunResult:
             if self.labels is not None:
                 out["labels"] = self.labels.tolist()
         return out
+
+
+def spike_dtype(payload: int) -> np.dtype:
+    """The dtype of a recorded spike train: bool for binary spikes (``payload = 1``), else
+    the smallest unsigned integer type holding ``payload``."""
+    if int(payload) == 1:
+        return np.dtype(bool)
+    return np.min_scalar_type(int(payload))
 
 
 def argmax_first(potentials: np.ndarray) -> np.ndarray:
@@ -217,6 +240,18 @@ def compare_results(a: SpikeRunResult, b: SpikeRunResult) -> list[Mismatch]:
             if not np.array_equal(ca, cb):
                 n = int(np.argwhere((ca != cb).reshape(len(ca), -1).any(1))[0][0])
                 out.append(Mismatch("neuron spike counts", name, n))
+    if a.neuron_payloads is not None and b.neuron_payloads is not None:
+        for name, ca, cb in zip(hidden, a.neuron_payloads, b.neuron_payloads, strict=True):
+            if not np.array_equal(ca, cb):
+                n = int(np.argwhere((ca != cb).reshape(len(ca), -1).any(1))[0][0])
+                out.append(Mismatch("neuron payload sums", name, n))
+    if a.payload_counts is not None and b.payload_counts is not None:
+        for i, name in enumerate(hidden):
+            bad = np.flatnonzero(a.payload_counts[:, i] != b.payload_counts[:, i])
+            if len(bad):
+                out.append(Mismatch("payload counts", name, int(bad[0]),
+                                    detail=f"{a.payload_counts[bad[0], i]} vs "
+                                    f"{b.payload_counts[bad[0], i]}"))
     for i, name in enumerate(hidden):
         bad = np.flatnonzero(a.spike_counts[:, i] != b.spike_counts[:, i])
         if len(bad):

@@ -14,8 +14,9 @@ def rand_weight(rng, shape, wmax=254):
 
 
 def random_network(rng, *, conv: bool, residual: bool = False, steps_hint: int = 4,
-                   extreme: bool = False) -> IntegerNetwork:
-    """A small random network. ``extreme`` picks exponents/biases that saturate."""
+                   extreme: bool = False, payload: int = 1) -> IntegerNetwork:
+    """A small random network. ``extreme`` picks exponents/biases that saturate; ``payload``
+    is the hidden layers' payload bound (1: binary spikes)."""
     layers = []
 
     def neuron(name, shape, syns, spiking=True):
@@ -26,7 +27,8 @@ def random_network(rng, *, conv: bool, residual: bool = False, steps_hint: int =
         vth = int(rng.integers(1, 2000 if not extreme else hw.VTH_MANT_MAX + 1))
         return NeuronLayer(name, shape, tuple(syns), e, bias,
                            vth if spiking else None,
-                           (vth << 5) if spiking else int(rng.integers(-1000, 1000)))
+                           (vth << 5) if spiking else int(rng.integers(-1000, 1000)),
+                           payload=payload if spiking else 1)
 
     if conv:
         in_shape = (2, 7, 6)
@@ -83,11 +85,13 @@ def reference_run(net: IntegerNetwork, x: np.ndarray, steps: int):
     """The integer dynamics (docs/contract.md, section 3), written plainly: one sample at a
     time, numpy int64.
 
-    Returns (potentials (N, classes), spikes: list per hidden layer of (N, T, *shape) bool).
+    Returns (potentials (N, classes), spikes: list per hidden layer of (N, T, *shape), bool
+    for binary layers, int64 payloads for graded ones).
     """
     n = x.shape[0]
     pots = np.zeros((n, net.num_classes), dtype=np.int64)
-    trains = [np.zeros((n, steps, *lay.shape), dtype=bool) for lay in net.layers[:-1]]
+    trains = [np.zeros((n, steps, *lay.shape), dtype=bool if lay.payload == 1 else np.int64)
+              for lay in net.layers[:-1]]
     for k in range(n):
         img = x[k].astype(np.int64)
         v = [np.full(lay.shape, lay.v_init, dtype=np.int64) for lay in net.layers]
@@ -106,7 +110,10 @@ def reference_run(net: IntegerNetwork, x: np.ndarray, steps: int):
                 a = acc << e if e >= 0 else acc >> -e  # arithmetic shift = floor
                 vl = np.clip(v[li] + a + lay.bias, net.ranges.state_min, net.ranges.state_max)
                 if lay.spiking:
-                    s = vl >= lay.v_th
+                    if lay.payload == 1:
+                        s = vl >= lay.v_th
+                    else:  # graded: floor division of int64 is the plain floor
+                        s = np.minimum(lay.payload, np.maximum(0, vl // lay.v_th))
                     vl = vl - s * lay.v_th
                     trains[li][k, t] = s
                     s_out.append(s)

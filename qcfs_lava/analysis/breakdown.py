@@ -159,6 +159,7 @@ def error_breakdown(
     labels: torch.Tensor | np.ndarray | None = None,
     batch_size: int = 128,
     progress: bool = False,
+    payload: int = 1,
 ) -> dict[int, ErrorBreakdown]:
     """Measure clipping, quantization and unevenness error per QCFS layer (module docstring).
 
@@ -171,6 +172,8 @@ def error_breakdown(
         labels: ``(N,)`` ground truth, for the ANN and float-SNN accuracy.
         batch_size: samples per batch.
         progress: show a tqdm bar over batches.
+        payload: the float SNN's payload bound ``P`` (1: binary spikes; see
+            :mod:`qcfs_lava.snn`).
 
     Returns:
         ``{T: ErrorBreakdown}``.
@@ -193,7 +196,7 @@ def error_breakdown(
     model.eval()
     modules = dict(model.named_modules())
     thetas = {name: float(modules[name].thresh.detach().reshape(-1)[0]) for name in names}
-    snn = to_snn(model)
+    snn = to_snn(model, payload)
     snn_modules = dict(snn.named_modules())
     device = next(model.parameters()).device
     snn.to(device)

@@ -17,6 +17,12 @@ Definitions, per sample, for a network run for ``T`` steps:
 - **SynOps** of layer ``l`` (the layer the synapses feed): ``sum_k sum_j c_j * f_kj`` over its
   incoming synapses ``k`` from hidden layers, with ``c_j`` the spike count of source neuron
   ``j`` over the ``T`` steps and ``f_kj`` its fan-out through synapse ``k``.
+- **graded spikes** (a source layer with payload bound ``P > 1``): a spike is one *message*
+  whatever its payload; ``c_j`` counts messages, so SynOps are *synaptic events* (messages x
+  fan-out). The **payload-weighted ops** ``sum_k sum_j p_j * f_kj`` use the payload sum
+  ``p_j`` of source neuron ``j`` instead (what a binary network needs to send the same values
+  one unit at a time); for binary sources they equal the SynOps. **graded events** are the
+  synaptic events whose source layer is graded (each a multiply of the payload by the weight).
 - **input MACs**: a synapse from the input receives dense graded values every step; it costs
   ``T * sum_j f_kj`` multiply-accumulates, whatever the pixel values.
 - **neuron updates** of layer ``l``: ``neurons_l * T``; the *active* ones are the updates in
@@ -117,7 +123,12 @@ class LayerOpCounts:
         neurons: number of neurons.
         spiking: False for the output layer (it never spikes).
         spikes: spikes emitted by the layer.
-        synops: synaptic operations its incoming spike synapses performed.
+        synops: synaptic operations (events: messages x fan-out) its incoming spike synapses
+            performed.
+        payload_ops: payload-weighted synaptic operations (payload sums x fan-out; equal to
+            ``synops`` for binary sources).
+        graded_events: the part of ``synops`` whose source layer sends graded spikes.
+        payload: payloads the layer sent, summed (equal to ``spikes`` for a binary layer).
         input_macs: multiply-accumulates of its synapses from the graded input.
         neuron_updates: ``neurons * T * samples``.
         active_updates: neuron updates in which a neuron fired (``= spikes``).
@@ -138,13 +149,17 @@ class LayerOpCounts:
     ann_macs: int
     ann_density: float | None
     firing_rate: float
+    payload_ops: int = 0
+    graded_events: int = 0
+    payload: int = 0
 
     @property
     def inactive_updates(self) -> int:
         return self.neuron_updates - self.active_updates
 
 
-_SUMMED = ("spikes", "synops", "input_macs", "neuron_updates", "active_updates", "ann_macs")
+_SUMMED = ("spikes", "synops", "input_macs", "neuron_updates", "active_updates", "ann_macs",
+           "payload_ops", "graded_events", "payload")
 
 
 @dataclass(frozen=True)
@@ -200,6 +215,23 @@ class OpCounts:
         }
 
 
+def _neuron_payloads(net: IntegerNetwork, result: SpikeRunResult,
+                     counts: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """Per-neuron payload sums: the spike counts for binary layers, the recorded payload sums
+    (or the summed spike trains) for graded ones."""
+    if not net.graded:
+        return counts
+    if result.neuron_payloads is not None:
+        return tuple(result.neuron_payloads)
+    if result.spikes is not None:
+        return tuple(np.asarray(s).sum(axis=1, dtype=np.int64) for s in result.spikes)
+    raise AnalysisError(
+        "count_ops: payload-weighted ops of a graded network need per-neuron payload sums, "
+        "but the run recorded neither; run the emulator with record='counts' or Lava with "
+        "record='spikes'"
+    )
+
+
 def _neuron_counts(net: IntegerNetwork, result: SpikeRunResult) -> tuple[np.ndarray, ...]:
     names = tuple(layer.name for layer in net.layers)
     if tuple(result.layer_names) != names:
@@ -210,7 +242,7 @@ def _neuron_counts(net: IntegerNetwork, result: SpikeRunResult) -> tuple[np.ndar
     if result.neuron_counts is not None:
         counts = tuple(result.neuron_counts)
     elif result.spikes is not None:
-        counts = tuple(np.asarray(s).sum(axis=1, dtype=np.int64) for s in result.spikes)
+        counts = tuple((np.asarray(s) != 0).sum(axis=1, dtype=np.int64) for s in result.spikes)
     else:
         raise AnalysisError(
             "count_ops: exact SynOps need per-neuron spike counts, but the run recorded "
@@ -250,6 +282,7 @@ def count_ops(
         AnalysisError: the run does not belong to ``net`` or lacks per-neuron counts.
     """
     counts = _neuron_counts(net, result)
+    payloads = _neuron_payloads(net, result, counts)
     n, steps = result.num_samples, int(result.steps)
     hidden_names = [layer.name for layer in net.layers[:-1]]
     if ann_density is not None and not isinstance(ann_density, Mapping):
@@ -263,6 +296,8 @@ def count_ops(
     rows = []
     for i, layer in enumerate(net.layers):
         synops = 0
+        payload_ops = 0
+        graded_events = 0
         input_macs = 0
         ann_macs = 0
         for syn in layer.synapses:
@@ -273,9 +308,17 @@ def count_ops(
                 input_macs += macs * steps * n
             else:
                 c = counts[syn.source].astype(np.int64)
-                synops += int(np.tensordot(c, f, axes=f.ndim).sum())
+                events = int(np.tensordot(c, f, axes=f.ndim).sum())
+                synops += events
+                if net.layers[syn.source].payload > 1:
+                    graded_events += events
+                    p = payloads[syn.source].astype(np.int64)
+                    payload_ops += int(np.tensordot(p, f, axes=f.ndim).sum())
+                else:
+                    payload_ops += events
         spiking = layer.spiking
         spikes = int(counts[i].sum(dtype=np.int64)) if spiking else 0
+        payload = int(payloads[i].sum(dtype=np.int64)) if spiking else 0
         updates = layer.num_neurons * steps * n
         density: float | None = None
         if spiking:
@@ -296,6 +339,9 @@ def count_ops(
                 ann_macs=ann_macs,
                 ann_density=density,
                 firing_rate=spikes / updates if updates else 0.0,
+                payload_ops=payload_ops,
+                graded_events=graded_events,
+                payload=payload,
             )
         )
     return OpCounts(

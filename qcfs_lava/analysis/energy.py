@@ -16,7 +16,20 @@ which is unknown here: it defaults to 0 (all traffic within a tile); set it to m
 
 45 nm CMOS (Horowitz, ISSCC 2014), the usual SNN-vs-ANN comparison::
 
-    E_snn = e_ac * SynOps + e_mac * inputMACs        E_ann = e_mac * ANN_MACs
+    E_snn = e_ac * (SynOps - gradedEvents) + e_graded * gradedEvents + e_mac * inputMACs
+    E_ann = e_mac * ANN_MACs
+
+Graded spikes (a source layer with payload bound ``P > 1``, Loihi 2 only): a message carries
+an integer payload that the synapse multiplies by its weight. In the 45 nm comparison such a
+*graded synaptic event* is a multiply-accumulate (``e_graded``, by default the same 32-bit
+MAC as the ANN's, 4.6 pJ: conservative, as the payload is at most a few bits wide; a
+``P``-bit by 8-bit integer MAC costs far less, Horowitz's 8-bit integer multiply is 0.2 pJ).
+On the neuromorphic side, Loihi 1 has binary spikes only, and Loihi 2's energy per graded
+synaptic event, per message or per neuron update is **not public**: the Loihi column of a
+graded network charges each event Loihi 1's synaptic-op energy (one event per message and
+synapse, whatever the payload), each message Loihi 1's spike energy, and says so
+(:attr:`EnergyEstimate.note`). Payload-weighted ops (what binary spikes would need to send the
+same values) are counted separately (:mod:`qcfs_lava.analysis.counts`).
 
 Loihi 2 has no public per-operation table. The one measured reference point we quote (never
 model) is lava-dl's PilotNet SNN benchmark on one Loihi 2 chip: about 1.09 mJ of dynamic
@@ -77,6 +90,9 @@ class EnergyConstants:
     )
     cmos_ac_pj: float = _const(0.9, "pJ", f"{_HOROWITZ}: add (one SynOp)")
     cmos_mac_pj: float = _const(4.6, "pJ", f"{_HOROWITZ}: multiply 3.7 + add 0.9 (one MAC)")
+    cmos_graded_mac_pj: float = _const(
+        4.6, "pJ", f"{_HOROWITZ}: one graded synaptic event as a 32-bit MAC (multiply 3.7 + "
+        "add 0.9; conservative for payloads of a few bits)")
     loihi2_pilotnet_mj: float = _const(
         1.09,
         "mJ/inference",
@@ -185,6 +201,7 @@ class EnergyEstimate:
     layers: tuple[LayerEnergy, ...]
     constants: EnergyConstants
     label: str = ESTIMATE_LABEL
+    note: str = ""
 
     def total_pj(self, kind: str) -> float:
         """Total over layers and samples; ``kind`` is ``loihi1``, ``cmos_snn`` or ``cmos_ann``."""
@@ -216,6 +233,7 @@ class EnergyEstimate:
                 "note": "quoted for orientation (a different network), not modelled",
             },
             "constants": self.constants.table(),
+            **({"note": self.note} if self.note else {}),
         }
 
 
@@ -232,7 +250,9 @@ def estimate_energy(ops: OpCounts, constants: EnergyConstants | None = None) -> 
     c = constants or EnergyConstants()
     per_spike = c.loihi1_spike_pj + c.loihi1_hops_per_spike * c.loihi1_hop_pj
     rows = []
+    graded = any(layer.graded_events for layer in ops.layers)
     for layer in ops.layers:
+        binary_events = layer.synops - layer.graded_events
         loihi = (
             c.loihi1_synop_pj * (layer.synops + layer.input_macs)
             + c.loihi1_neuron_active_pj * layer.active_updates
@@ -243,11 +263,22 @@ def estimate_energy(ops: OpCounts, constants: EnergyConstants | None = None) -> 
             LayerEnergy(
                 name=layer.name,
                 loihi1_pj=float(loihi),
-                cmos_snn_pj=float(c.cmos_ac_pj * layer.synops + c.cmos_mac_pj * layer.input_macs),
+                cmos_snn_pj=float(c.cmos_ac_pj * binary_events
+                                  + c.cmos_graded_mac_pj * layer.graded_events
+                                  + c.cmos_mac_pj * layer.input_macs),
                 cmos_ann_pj=float(c.cmos_mac_pj * layer.ann_macs),
             )
         )
-    return EnergyEstimate(num_samples=ops.num_samples, layers=tuple(rows), constants=c)
+    note = GRADED_NOTE if graded else ""
+    return EnergyEstimate(num_samples=ops.num_samples, layers=tuple(rows), constants=c,
+                          note=note)
+
+
+GRADED_NOTE = (
+    "Graded spikes: Loihi 1 sends binary spikes only and Loihi 2's energy per graded "
+    "synaptic event is not public; the Loihi column charges each graded event (message x "
+    "synapse) Loihi 1's synaptic-op energy, and the 45 nm column charges it one MAC."
+)
 
 
 def format_energy_table(energy: EnergyEstimate) -> str:

@@ -63,6 +63,39 @@ def add_force_arg(p: argparse.ArgumentParser) -> None:
                    "input file is never replaced)")
 
 
+def add_graded_arg(p: argparse.ArgumentParser) -> None:
+    """``--graded P``: the largest payload of one spike (graded spikes; 1: binary)."""
+    p.add_argument(
+        "--graded", type=positive_int, default=None, metavar="P",
+        help="graded spikes: every hidden neuron sends an integer payload up to P (Loihi 2; "
+        "P = L, the QCFS levels, makes the SNN at T = 1 the QCFS ANN). Default 1 (binary) "
+        "for a checkpoint; a NetX file carries its own P, and --graded must then match it",
+    )
+
+
+def graded_payload(args: argparse.Namespace, net=None) -> int:
+    """The payload bound ``--graded`` asks for (1 when not given), checked against ``net``
+    (a network read from a NetX file, which carries its own) when given.
+
+    Raises:
+        UsageError: ``--graded`` is out of range or differs from the network's.
+    """
+    from qcfs_lava import hardware as hw
+    from qcfs_lava.errors import UsageError
+
+    payload = getattr(args, "graded", None)
+    if payload is not None and not 1 <= payload <= hw.PAYLOAD_MAX:
+        raise UsageError(f"--graded must be 1..{hw.PAYLOAD_MAX}, got {payload}")
+    if net is not None:
+        if payload is not None and payload != net.payload:
+            raise UsageError(
+                f"--graded {payload}: the NetX file was exported with payload bound "
+                f"{net.payload}; drop --graded, or export the checkpoint again with "
+                f"--graded {payload}")
+        return net.payload
+    return 1 if payload is None else int(payload)
+
+
 class RegistryHelp(str):
     """A help text that lists the names of a library registry, read when the help is shown.
 

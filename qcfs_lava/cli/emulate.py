@@ -7,6 +7,8 @@ import argparse
 from qcfs_lava.cli.common import (
     add_data_args,
     add_force_arg,
+    add_graded_arg,
+    graded_payload,
     load_test_data,
     parse_steps,
     positive_int,
@@ -34,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device for the emulator (default cpu)")
     p.add_argument("--json", default=None, metavar="FILE",
                    help="write every number (and per-sample predictions) as JSON")
+    add_graded_arg(p)
     add_force_arg(p)
     p.set_defaults(func=run)
 
@@ -61,8 +64,14 @@ def run(args: argparse.Namespace) -> int:
                           force=args.force)
     if args.steps is None:
         args.steps = [_recorded_steps(args.source) or DEFAULT_STEPS]
-    source = load_source(args.source, steps=max(args.steps))
+    from qcfs_lava.convert import ConversionConfig
+
+    payload = graded_payload(args)
+    source = load_source(args.source, steps=max(args.steps),
+                         config=ConversionConfig(spike_payload=payload))
     net, report = source.network, source.quantization
+    if source.checkpoint is None:
+        payload = graded_payload(args, net)
     x, y, split = load_test_data(args, net.metadata.get("dataset"), net.input_shape,
                                  args.source)
     print(format_table(net))
@@ -78,13 +87,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nspikes per sample at T={last.steps}: " + ", ".join(
         f"{name} {last.spike_counts[:, i].mean():.1f}"
         for i, name in enumerate(last.layer_names[:-1])))
+    if last.payload_counts is not None:
+        print(f"payload per sample at T={last.steps} (graded spikes, P = {net.payload}): "
+              + ", ".join(f"{name} {last.payload_counts[:, i].mean():.1f}"
+                          for i, name in enumerate(last.layer_names[:-1])))
     sat = int(last.saturations.sum())
     if sat:
         print(f"warning: {sat} membrane updates saturated at the 24-bit limits")
     if args.json:
         out = {
             "command": "emulate", "source": str(args.source), "dataset": split.name,
-            "config": {k: v for k, v in vars(args).items() if k != "func"},
+            "config": {**{k: v for k, v in vars(args).items() if k != "func"},
+                       "graded": payload},
             "error_budget": budget.to_dict(),
             "runs": {str(t): r.to_dict() for t, r in chain.runs.items()},
         }

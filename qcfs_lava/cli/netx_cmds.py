@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qcfs_lava.cli.common import add_force_arg
+from qcfs_lava.cli.common import add_force_arg, add_graded_arg, graded_payload
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "carried by up to K exact synapse copies (1..64; up to K times the layer's synaptic "
         "operations and synapse memory; default 1)",
     )
+    add_graded_arg(p)
     add_force_arg(p)
     p.add_argument(
         "--format", choices=("netx", "nir"), default="netx",
@@ -68,6 +69,15 @@ def run_export(args: argparse.Namespace) -> int:
         raise CheckpointError(f"--steps must be >= 1, got {args.steps}")
     if not 1 <= args.layer_copies <= 64:
         raise CheckpointError(f"--layer-copies must be 1..64, got {args.layer_copies}")
+    payload = graded_payload(args)
+    if args.format == "nir" and payload != 1:
+        from qcfs_lava.errors import NirError
+
+        raise NirError(
+            f"--format nir --graded {payload}: NIR's IF node emits binary spikes (0/1) and has "
+            "no graded payload, so a graded float SNN would be read as a binary one by every "
+            "importer; export NIR without --graded (the binary float SNN), or the graded "
+            "network as NetX (--format netx --graded P)")
     if args.format == "nir":
         from qcfs_lava.cli.nir_cmds import run_export_nir
 
@@ -77,7 +87,7 @@ def run_export(args: argparse.Namespace) -> int:
     check_output_path(out, arg="--out", kind="hdf5", inputs=[args.checkpoint], force=args.force)
     check_output_path(export_config_path(out), arg=f"--out's {out.name}.json", kind="json",
                       inputs=[args.checkpoint], force=args.force)
-    conversion = ConversionConfig(layer_copies=args.layer_copies)
+    conversion = ConversionConfig(layer_copies=args.layer_copies, spike_payload=payload)
     net, report, _ = convert_checkpoint(args.checkpoint, steps=args.steps, config=conversion)
     config = {
         "command": "export",
@@ -86,6 +96,7 @@ def run_export(args: argparse.Namespace) -> int:
         "out": str(out),
         "steps": args.steps,
         "layer_copies": args.layer_copies,
+        "graded": payload,
         "levels": net.levels,
         "phi": net.phi,
         "qcfs_lava_version": __version__,

@@ -7,6 +7,8 @@ import logging
 
 from qcfs_lava.cli.common import (
     STEPS_TO_COMPARE,
+    add_graded_arg,
+    graded_payload,
     non_negative_int,
     parse_steps,
     positive_int,
@@ -65,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=256,
                    help="samples per batch (default 256)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_graded_arg(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run_report)
 
@@ -120,7 +123,7 @@ def run_report(args: argparse.Namespace) -> int:
         data_root=args.data_root, seed=args.seed, relu_accuracy=args.relu_accuracy,
         relu_checkpoint=args.relu_checkpoint,
         energy_overrides=_energy_overrides(args.energy_const), energy_json=args.energy_json,
-        batch_size=args.batch_size, device=args.device,
+        batch_size=args.batch_size, device=args.device, graded=graded_payload(args),
     )
     from pathlib import Path
 

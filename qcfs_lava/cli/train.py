@@ -13,6 +13,8 @@ from qcfs_lava.cli.common import (
     RegistryHelp,
     add_data_args,
     add_force_arg,
+    add_graded_arg,
+    graded_payload,
     load_test_data,
     parse_steps,
     positive_int,
@@ -92,6 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--batch-size", type=positive_int, default=256,
                    help="samples per batch (default 256)")
     e.add_argument("--json", default=None, help="also write the results to this JSON file")
+    add_graded_arg(e)
     add_force_arg(e)
     e.set_defaults(func=run_evaluate)
 
@@ -156,9 +159,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
           f"phi={ckpt.phi}")
     print(f"  ANN ({ckpt.activation}) accuracy: {100 * ann:.2f}%")
     if ckpt.activation == "qcfs":
-        snn = simulate_snn(model, x, y, args.steps, args.batch_size)
+        payload = graded_payload(args)
+        snn = simulate_snn(model, x, y, args.steps, args.batch_size, payload=payload)
         result["snn_accuracy"] = {str(t): a for t, a in snn.accuracy.items()}
         result["spike_rates"] = snn.spike_rates
+        if payload != 1:
+            result["graded"] = payload
+            result["payload_rates"] = snn.payload_rates
+            print(f"  graded spikes: payload up to P = {payload}")
         for t, acc in snn.accuracy.items():
             print(f"  float SNN T={t:<4d} accuracy: {100 * acc:.2f}%")
     else:

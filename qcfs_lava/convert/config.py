@@ -39,8 +39,10 @@ class ConversionConfig:
             channel), and the weights are carried by up to ``k`` synapse copies whose 8-bit
             weights add up to them. Exact in every stage, like the shortcut copies; up to
             ``k`` times the layer's synaptic operations and synapse memory. 1: one synapse.
-        spike_payload: the largest payload one spike carries (1: binary spikes). Validated and
-            carried here; the graded-spike neuron reads it.
+        spike_payload: the largest payload ``P`` one spike carries (1: binary spikes). With
+            ``P > 1`` every hidden layer sends graded spikes ``s = min(P, floor(v / v_th))``
+            with the unit threshold ``v_th = lambda / P`` (``docs/contract.md``, section 3);
+            ``P = L`` makes the SNN at ``T = 1`` the QCFS ANN itself.
     """
 
     weight_bits: int = hw.WEIGHT_PRECISION_BITS
@@ -53,7 +55,7 @@ class ConversionConfig:
             ("weight_bits", 2, hw.WIDEST_WEIGHT_BITS),
             ("synapse_copies", 1, LAYER_COPIES_LIMIT),
             ("layer_copies", 1, LAYER_COPIES_LIMIT),
-            ("spike_payload", 1, None),
+            ("spike_payload", 1, hw.PAYLOAD_MAX),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low or (

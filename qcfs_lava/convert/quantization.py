@@ -116,11 +116,14 @@ def _choose_exp(ok) -> int | None:
 
 
 def _effective_weights(layer: FloatLayer, layers: list[FloatLayer], shapes: list[tuple],
-                       mean: np.ndarray, std: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+                       mean: np.ndarray, std: np.ndarray, payload: int = 1
+                       ) -> tuple[list[np.ndarray], np.ndarray]:
     """Step 1: the float weights each synapse really applies, and the full float bias map.
 
     A synapse from the input sees ``x_int / (255 * std_c)`` (its ``-mean/std`` goes into the
-    bias); a synapse from hidden layer ``j`` sees binary spikes of amplitude ``theta_j``.
+    bias); a synapse from hidden layer ``j`` sees spikes whose unit is worth
+    ``theta_j / payload`` (binary spikes of amplitude ``theta_j`` for ``payload = 1``, graded
+    payloads ``s`` in ``[0, payload]`` worth ``s * theta_j / payload`` otherwise).
     """
     eff = []
     bias_f = np.broadcast_to(
@@ -132,7 +135,7 @@ def _effective_weights(layer: FloatLayer, layers: list[FloatLayer], shapes: list
             eff.append(syn.weight * _input_amplitude(syn, src_shape, std))
             bias_f = bias_f + _input_bias(syn, src_shape, mean, std).reshape(layer.shape)
         else:
-            eff.append(syn.weight * layers[syn.source].thresh)
+            eff.append(syn.weight * (layers[syn.source].thresh / payload))
     return eff, bias_f
 
 
@@ -168,7 +171,7 @@ def _quantize_weights(layer: FloatLayer, eff: list[np.ndarray],
                      for s, qq in zip(layer.synapses, q, strict=True)
                      for part in _split_weights(qq, qmax))
         worst = max(
-            s.max_abs_sum(hw.INPUT_MAX if s.source == INPUT else 1)
+            s.max_abs_sum(hw.INPUT_MAX if s.source == INPUT else config.spike_payload)
             for s in ints if s.kind == "conv"
         ) if any(s.kind == "conv" for s in ints) else 0
         if worst <= ranges.synapse_out_max or qmax <= 1:
@@ -199,15 +202,18 @@ class _Exponent:
                                 and bm.max() <= self.ranges.bias_mant_max)
 
 
-def _hidden_exponent(layer: FloatLayer, ex: _Exponent, max_w: float, phi: float
-                     ) -> tuple[int, int, int, float]:
+def _hidden_exponent(layer: FloatLayer, ex: _Exponent, max_w: float, phi: float,
+                     payload: int = 1) -> tuple[int, int, int, float]:
     """Step 3 (hidden layer): the largest exponent whose threshold mantissa stays within
     :data:`VTH_MANT_TARGET` (else within 17 bits) and whose biases fit 13 bits.
+
+    The threshold is the unit threshold ``lambda / payload`` (``lambda`` for binary spikes),
+    and ``v_init = phi`` unit thresholds.
 
     Returns:
         ``(e, vth_mant, v_init, relative threshold error)``.
     """
-    theta = layer.thresh
+    theta = layer.thresh / payload
 
     def vth(e: int) -> int:
         return int(round(theta * ex.scale(e) / (1 << hw.VTH_SHIFT)))
@@ -229,12 +235,13 @@ def _hidden_exponent(layer: FloatLayer, ex: _Exponent, max_w: float, phi: float
     return e, vth_mant, v_init, abs(v_th_state / ex.scale(e) - theta) / theta
 
 
-def _output_exponent(layer: FloatLayer, ex: _Exponent, synapses: tuple[Synapse, ...]) -> int:
+def _output_exponent(layer: FloatLayer, ex: _Exponent, synapses: tuple[Synapse, ...],
+                     payload: int = 1) -> int:
     """Step 3 (output layer): the largest exponent that keeps
     :data:`OUTPUT_HEADROOM_STEPS` worst-case steps inside the 24-bit state and the biases in
     13 bits (else only the biases)."""
     worst_a = max(
-        s.max_abs_sum(hw.INPUT_MAX if s.source == INPUT else 1) for s in synapses
+        s.max_abs_sum(hw.INPUT_MAX if s.source == INPUT else payload) for s in synapses
     ) * len(synapses)
 
     def fits_out(e: int) -> bool:
@@ -256,17 +263,19 @@ def _quantize_layer(layer: FloatLayer, eff: list[np.ndarray], bias_f: np.ndarray
     """Steps 2-4 for one layer: weights, exponent, then the integers and their errors."""
     w = _quantize_weights(layer, eff, config)
     ex = _Exponent(w.step, _per_channel(bias_f, layer.shape), config.ranges)
+    payload = config.spike_payload
     if spiking:
-        e, vth_mant, v_init, thr_err = _hidden_exponent(layer, ex, w.max_w, phi)
-        theta = layer.thresh
+        e, vth_mant, v_init, thr_err = _hidden_exponent(layer, ex, w.max_w, phi, payload)
+        theta = layer.thresh / payload
     else:
-        e = _output_exponent(layer, ex, w.synapses)
+        e = _output_exponent(layer, ex, w.synapses, payload)
         vth_mant, v_init, theta, thr_err = None, 0, None, None
     bm = ex.bias_mant(e)
     w_err = max(float(np.abs(qq * w.step - wf).max(initial=0.0))
                 for qq, wf in zip(w.q, eff, strict=True))
     b_err = float(np.abs(bm * (1 << hw.BIAS_EXP) / ex.scale(e) - ex.bias).max(initial=0.0))
-    int_layer = NeuronLayer(layer.name, layer.shape, w.synapses, e, bm, vth_mant, v_init)
+    int_layer = NeuronLayer(layer.name, layer.shape, w.synapses, e, bm, vth_mant, v_init,
+                            payload=payload if spiking else 1)
     row = LayerQuantization(
         name=layer.name, scale=ex.scale(e), weight_exp=e, weight_step=w.step / 2, qmax=w.qmax,
         vth_mant=vth_mant, threshold=theta, threshold_error=thr_err,
@@ -326,7 +335,8 @@ def quantize(
         if spiking != (li < len(layers) - 1):
             raise QuantizationError(f"layer {layer.name}: only the last layer may lack an "
                                     "activation, and it must lack one")
-        eff, bias_f = _effective_weights(layer, layers, shapes, mean, std)
+        eff, bias_f = _effective_weights(layer, layers, shapes, mean, std,
+                                         config.spike_payload)
         int_layer, row = _quantize_layer(layer, eff, bias_f, spiking=spiking, phi=phi,
                                          config=config)
         int_layers.append(int_layer)

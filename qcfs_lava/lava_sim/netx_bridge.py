@@ -32,7 +32,7 @@ from qcfs_lava.network import IntegerNetwork
 
 
 def _make_neuron(*, shape, vth_mant, v_init, weight_exp, steps, offset, num_samples,
-                 bias_mant=None):
+                 bias_mant=None, payload=1):
     from qcfs_lava.lava_sim.procs.neuron import QcfsNeuron, QcfsOutput
 
     bias = np.zeros(shape, dtype=np.int64) if bias_mant is None else np.asarray(bias_mant)
@@ -41,7 +41,7 @@ def _make_neuron(*, shape, vth_mant, v_init, weight_exp, steps, offset, num_samp
                   offset=offset, num_samples=num_samples)
     if vth_mant is None:
         return QcfsOutput(**common)
-    return QcfsNeuron(vth=hw.vth_from_mant(vth_mant), **common)
+    return QcfsNeuron(vth=hw.vth_from_mant(vth_mant), payload=payload, **common)
 
 
 def register_qcfs_neuron(num_samples: int = 1, steps: int | None = None) -> None:
@@ -85,9 +85,10 @@ def register_qcfs_neuron(num_samples: int = 1, steps: int | None = None) -> None
                 "lava-dl's reader met a QCFS_IF neuron without a reset interval: pass "
                 "reset_interval=T (the time steps per sample) to hdf5.Network, or steps=T to "
                 "register_qcfs_neuron")
+        # lava-dl gives the next block's synapse num_message_bits = this neuron's width
         params = {"neuron_proc": _make_neuron, "bias_key": "bias_mant",
-                  "num_message_bits": 0, "steps": int(t), "offset": int(reset_offset) + 1,
-                  "num_samples": int(num_samples)}
+                  "num_message_bits": hw.message_bits(ours["payload"]), "steps": int(t),
+                  "offset": int(reset_offset) + 1, "num_samples": int(num_samples)}
         params.update(ours)
         return params
 

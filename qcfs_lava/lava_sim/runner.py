@@ -60,7 +60,13 @@ from qcfs_lava.lava_sim.procs.io import SampleInput, SpikeDelay
 from qcfs_lava.lava_sim.procs.neuron import QcfsNeuron, QcfsOutput, record_layout
 from qcfs_lava.network import INPUT, IntegerNetwork, NeuronLayer, Synapse
 from qcfs_lava.progress import bar
-from qcfs_lava.results import RecordMode, SpikeRunResult, argmax_first, check_run_arguments
+from qcfs_lava.results import (
+    RecordMode,
+    SpikeRunResult,
+    argmax_first,
+    check_run_arguments,
+    spike_dtype,
+)
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +215,7 @@ def build_network(net: IntegerNetwork, x: np.ndarray, steps: int, *,
         if layer.spiking:
             to_file = record_dir is not None and (mode is not RecordMode.TOTAL
                                                   or digest_key is not None)
-            proc = QcfsNeuron(vth=layer.v_th, record=mode.value,
+            proc = QcfsNeuron(vth=layer.v_th, record=mode.value, payload=layer.payload,
                               record_to=_record_file(record_dir, index) if to_file else None,
                               digest_key=digest_key, layer_index=index, **common)
         else:
@@ -237,7 +243,8 @@ def _connect(built: LavaNetwork, syn: Synapse, layer: NeuronLayer, proc, depth: 
         port.connect(d.s_in)
         port = d.s_out
         built.delays.append(d)
-    bits = hw.INPUT_BITS if syn.source == INPUT else 0
+    # graded messages: the 8-bit input and hidden layers with payload bound P > 1
+    bits = hw.INPUT_BITS if syn.source == INPUT else net.layers[syn.source].message_bits
     if syn.kind == "dense":
         w = dense_weight_for_lava(syn, src_shape, layer.shape)
         conn = Dense(weights=w, weight_exp=0, num_weight_bits=8, sign_mode=SignMode.MIXED,
@@ -405,6 +412,10 @@ def _read(built: LavaNetwork) -> dict:
             [np.rint(p.spike_total.get()).astype(np.int64) for p in hidden], axis=1
         ).reshape(num, len(hidden)) if hidden else np.zeros((num, 0), np.int64),
     }
+    if net.graded:
+        out["payload_counts"] = np.stack(
+            [np.rint(p.payload_total.get()).astype(np.int64) for p in hidden], axis=1
+        ).reshape(num, len(hidden))
     if net.layers[-1].num_neurons and len(net.output.shape) == 3:
         out["potentials"] = from_lava_flat(out["potentials"], net.output.shape).reshape(num, -1)
     if built.record_dir is not None and (built.record is not RecordMode.TOTAL
@@ -414,11 +425,12 @@ def _read(built: LavaNetwork) -> dict:
         per_layer = []
         for proc, layer in zip(hidden, net.layers[:-1], strict=True):
             n = layer.num_neurons
-            bits, _ = record_layout(built.record.value, steps, n)
+            bits, _ = record_layout(built.record.value, steps, n, layer.payload)
             words = proc.record_words.get().reshape(num, -1)
             if built.record is RecordMode.SPIKES:
-                flat = packing.unpack(words, 1, steps * n).reshape(num, steps, n)
-                per_layer.append(from_lava_flat(flat, layer.shape).astype(bool))
+                flat = packing.unpack(words, bits, steps * n).reshape(num, steps, n)
+                per_layer.append(
+                    from_lava_flat(flat, layer.shape).astype(spike_dtype(layer.payload)))
             else:
                 flat = packing.unpack(words, bits, n)
                 per_layer.append(from_lava_flat(flat, layer.shape).astype(np.int32))
@@ -460,7 +472,8 @@ def _record_bytes(net: IntegerNetwork, steps: int, record: RecordMode) -> int:
     """Bytes one sample's records take once unpacked."""
     hidden = sum(layer.num_neurons for layer in net.layers[:-1])
     if record is RecordMode.SPIKES:
-        return hidden * steps + 4 * hidden
+        return steps * sum(lay.num_neurons * spike_dtype(lay.payload).itemsize
+                           for lay in net.layers[:-1]) + 4 * hidden
     return 4 * hidden + 8 * net.num_classes
 
 
@@ -559,14 +572,17 @@ def simulate(
         records = tuple(
             np.concatenate([p["record"][i] for p in parts], axis=0) if parts
             else np.zeros((0,) + ((steps,) if record is RecordMode.SPIKES else ()) + layer.shape,
-                          bool if record is RecordMode.SPIKES else np.int32)
+                          spike_dtype(layer.payload) if record is RecordMode.SPIKES
+                          else np.int32)
             for i, layer in enumerate(net.layers[:-1])
         )
-    neuron_counts = None
+    neuron_counts = neuron_payloads = None
     if record is RecordMode.COUNTS:
         neuron_counts = records
     elif record is RecordMode.SPIKES:
-        neuron_counts = tuple(s.sum(axis=1, dtype=np.int32) for s in records)
+        neuron_counts = tuple((s != 0).sum(axis=1, dtype=np.int32) for s in records)
+        if net.graded:
+            neuron_payloads = tuple(s.sum(axis=1, dtype=np.int64) for s in records)
     digests = None
     if digest_key is not None:
         digests = (np.concatenate([p["digests"] for p in parts], axis=0) if parts
@@ -584,6 +600,8 @@ def simulate(
         saturations=cat("saturations", len(net.layers)),
         labels=labels,
         backend="lava",
+        payload_counts=cat("payload_counts", n_hidden) if net.graded else None,
+        neuron_payloads=neuron_payloads,
         extra={"wall_s": wall, "lava_steps": lava_steps, "runs": len(starts),
                "read_s": sum(p["read_s"] for p in parts),
                "samples_per_s": num / wall if wall > 0 else None},

@@ -59,12 +59,14 @@ def map_resources(
         The :class:`ResourceReport`.
 
     Raises:
-        AnalysisError: an unknown chip, or counts that do not belong to ``net``.
+        AnalysisError: an unknown chip, counts that do not belong to ``net``, or a network
+            with graded spikes on Loihi 1 (binary spikes only).
     """
     try:
         limits = hw.chip_limits(chip)
     except ValueError as exc:
         raise AnalysisError(f"resources: {exc}") from None
+    check_spike_kind(net, chip)
     if ops is not None and [la.name for la in ops.layers] != [la.name for la in net.layers]:
         raise AnalysisError("resources: the operation counts are not of this network's layers; "
                             "count a run of this network")
@@ -83,6 +85,11 @@ def map_resources(
         rows.append(row)
         violations += _violations(row, lim, sizes[i])
     notes = _notes(limits, chip, ops)
+    if net.graded:
+        notes.append(
+            f"graded spikes: payloads up to {net.payload} ({hw.message_bits(net.payload)}-bit "
+            "messages); Loihi 2 carries graded spikes of up to 24 bits, its per-message and "
+            "per-event costs are not public")
     energy = None
     if ops is not None and chip == "loihi1":
         energy = hop_energy(ops, [r.hops_per_spike for r in rows], constants)
@@ -100,6 +107,18 @@ def map_resources(
                "every neuron of a layer equally")),
         notes=tuple(notes),
     )
+
+
+def check_spike_kind(net: IntegerNetwork, chip: str) -> None:
+    """Raise :class:`AnalysisError` when ``net`` sends graded spikes and ``chip`` is Loihi 1
+    (binary spikes only); Loihi 2 carries graded spikes."""
+    if chip == "loihi1" and net.graded:
+        graded = [la.name for la in net.layers[:-1] if la.payload > 1]
+        raise AnalysisError(
+            f"resources: the network sends graded spikes (payload up to {net.payload}, layers "
+            f"{', '.join(graded)}); Loihi 1 has binary spikes only. Map it with --chip loihi2, "
+            "or export the checkpoint without --graded"
+        )
 
 
 def _neuron_weights(net: IntegerNetwork, neuron_counts) -> list[np.ndarray]:

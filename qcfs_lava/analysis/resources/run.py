@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qcfs_lava.analysis.counts import count_ops
 from qcfs_lava.analysis.energy import EnergyConstants
-from qcfs_lava.analysis.resources.mapping import map_resources
+from qcfs_lava.analysis.resources.mapping import check_spike_kind, map_resources
 from qcfs_lava.analysis.resources.pools import compare_unfolded_pools
 from qcfs_lava.analysis.resources.results import ResourceRunResult
 from qcfs_lava.errors import AnalysisError
@@ -60,6 +60,7 @@ def measure_resources(
         DatasetError: no dataset given or recorded, or its files missing.
     """
     check_run_options(samples, steps)
+    check_spike_kind(net, chip)  # before any run
     if samples is None:
         if check_pools:
             raise AnalysisError("--check-pools needs a run: pass --samples N")

@@ -5,13 +5,15 @@ Per time step, all integers (``docs/contract.md`` section 3, :mod:`qcfs_lava.net
     acc(t) = a_in(t)                                # Lava sums every connection into a_in
     a(t)   = acc(t) << e   (e >= 0)   or   acc(t) >> -e   (e < 0, arithmetic: floor)
     v(t)   = clamp(v(t-1) + a(t) + bias, -2**23, 2**23 - 1)
-    s(t)   = [v(t) >= v_th];   v(t) -= s(t) * v_th          # spiking layers only
+    s(t)   = min(P, max(0, floor(v(t) / v_th)));   v(t) -= s(t) * v_th   # spiking only
     v      = v_init at the start of every sample window
 
 ``bias = bias_mant << 6`` and ``v_th = vth_mant << 6`` are passed in state units. Sample ``k``,
 logical step ``t`` runs at Lava time step ``offset + k * steps + t``; outside the ``N`` windows
-the neuron is idle (sends zeros, keeps no state). Lava's LIF differs on purpose: it fires on
-``>``, resets to 0 and has no per-sample reset.
+the neuron is idle (sends zeros, keeps no state). ``P`` is the payload bound: ``P = 1`` sends
+binary spikes (``s = [v >= v_th]``), ``P > 1`` graded spikes whose payload ``s`` the
+receiving ``Dense`` / ``Conv`` (``num_message_bits > 0``) multiply by their weights.
+Lava's LIF differs on purpose: it fires on ``>``, resets to 0 and has no per-sample reset.
 
 Records, per sample: the number of membrane updates that saturated; for spiking layers the
 spike total, per-neuron spike counts (``record="counts"``) or the full spike train
@@ -44,15 +46,17 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from qcfs_lava import hardware as hw
 from qcfs_lava.digest import digest_keys
 from qcfs_lava.lava_sim.procs import packing
-from qcfs_lava.results import RecordMode
+from qcfs_lava.results import RecordMode, spike_dtype
 
 RECORD_MODES = tuple(mode.value for mode in RecordMode)
 
 
-def record_layout(record: str, steps: int, num_neurons: int) -> tuple[int, int]:
+def record_layout(record: str, steps: int, num_neurons: int,
+                  payload: int = 1) -> tuple[int, int]:
     """``(bits per value, words per sample)`` of a spiking layer's packed record."""
     if record == "spikes":
-        return 1, packing.num_words(steps * num_neurons, 1)
+        bits = max(1, hw.message_bits(payload))
+        return bits, packing.num_words(steps * num_neurons, bits)
     if record == "counts":
         bits = max(1, int(steps).bit_length())
         return bits, packing.num_words(num_neurons, bits)
@@ -86,7 +90,10 @@ class QcfsNeuron(_QcfsBase):
         steps: time steps ``T`` per sample (the reset interval).
         offset: Lava time step of sample 0's first logical step.
         num_samples: samples ``N`` streamed in this run.
-        record: ``"total"`` (spikes per sample), ``"counts"`` (per neuron) or ``"spikes"``.
+        record: ``"total"`` (spikes per sample), ``"counts"`` (per neuron) or ``"spikes"``
+            (the payloads of a graded layer).
+        payload: the largest payload ``P`` of a spike (1: binary; ``vth`` is then the unit
+            threshold of graded spikes).
         record_to: ``.npz`` path the per-neuron records and digests are written to at the
             end of the run (``None``: counts and trains go to ``record_words``).
         digest_key: key of the spike-train digests (``None``: no digests); needs
@@ -97,24 +104,29 @@ class QcfsNeuron(_QcfsBase):
     """
 
     def __init__(self, *, shape, vth, v_init, weight_exp, bias, steps, offset, num_samples,
-                 record="total", record_to=None, digest_key=None, layer_index=0,
+                 record="total", payload=1, record_to=None, digest_key=None, layer_index=0,
                  first_sample=0, name=None) -> None:
         if record not in RECORD_MODES:
             raise ValueError(f"record must be one of {RECORD_MODES}, got {record!r}")
+        if not 1 <= int(payload) <= hw.PAYLOAD_MAX:
+            raise ValueError(f"payload must lie in [1, {hw.PAYLOAD_MAX}], got {payload!r}")
         if digest_key is not None and record_to is None:
             raise ValueError("spike-train digests are written to a file: pass record_to")
         num = int(np.prod(shape))
-        bits, words = record_layout(record, steps, num) if record_to is None else (0, 1)
+        bits, words = (record_layout(record, steps, num, payload) if record_to is None
+                       else (0, 1))
         super().__init__(shape=shape, weight_exp=weight_exp, bias=bias, v_init=v_init,
                          steps=steps, offset=offset, num_samples=num_samples,
                          first_sample=first_sample, name=name,
                          vth=int(vth), record=record, record_bits=bits,
                          record_to=None if record_to is None else str(record_to),
                          digest_key=None if digest_key is None else int(digest_key),
-                         layer_index=int(layer_index))
+                         layer_index=int(layer_index), payload=int(payload),
+                         message_bits=hw.message_bits(payload))
         self.s_out = OutPort(shape=self.proc_params["shape"])
         self.vth = Var(shape=(1,), init=int(vth))
         self.spike_total = Var(shape=(int(num_samples),), init=0)
+        self.payload_total = Var(shape=(int(num_samples),), init=0)
         self.record_words = Var(shape=(int(num_samples), words), init=0)
 
 
@@ -174,9 +186,12 @@ class _PyQcfsModelBase(PyLoihiProcessModel):
 class PyQcfsNeuronModelFixed(_PyQcfsModelBase):
     """Bit-accurate CPU model of :class:`QcfsNeuron`."""
 
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
+    # binary (1 bit) or graded messages: proc_params["message_bits"] is the layer's width
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32,
+                                  precision=hw.GRADED_PAYLOAD_BITS)
     vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     spike_total: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    payload_total: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     record_words: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=53)
 
     def __init__(self, proc_params) -> None:
@@ -194,19 +209,27 @@ class PyQcfsNeuronModelFixed(_PyQcfsModelBase):
         k, t = where
         v = self._integrate(acc, k, t)
         vth = int(self.vth[0])
-        s = v >= vth
-        v[s] -= vth
+        payload = self.proc_params["payload"]
+        if payload == 1:
+            s = v >= vth
+            v[s] -= vth
+        else:  # graded: the payload s = min(P, floor(v / v_th)), 0 below the threshold
+            s = np.clip(np.floor_divide(v, vth), 0, payload)
+            v -= s * vth
         self.v[...] = v
         self.s_out.send(s.astype(np.int32))
         self._record(s, k, t)
 
     def _record(self, s: np.ndarray, k: int, t: int) -> None:
         p = self.proc_params
-        n = int(s.sum())
+        total = int(s.sum())
+        n = total if p["payload"] == 1 else int(np.count_nonzero(s))
         if n:
             self.spike_total[k] += n
+            self.payload_total[k] += total
+        payloads, s = s, (s if p["payload"] == 1 else s != 0)
         if p["record_to"] is not None:
-            self._keep(s.reshape(-1), k, t)
+            self._keep(s.reshape(-1), payloads.reshape(-1), k, t)
         elif p["record"] == "counts":
             if t == 0:
                 self._counts = np.zeros(s.size, dtype=np.int64)
@@ -216,16 +239,19 @@ class PyQcfsNeuronModelFixed(_PyQcfsModelBase):
         elif p["record"] == "spikes":
             if t == 0:
                 self._train = np.zeros((p["steps"], s.size), dtype=np.int64)
-            self._train[t] = s.reshape(-1)
+            self._train[t] = payloads.reshape(-1)
             if t == p["steps"] - 1:
-                self.record_words[k] = packing.pack(self._train, 1)
+                self.record_words[k] = packing.pack(self._train, p["record_bits"])
 
-    def _keep(self, s: np.ndarray, k: int, t: int) -> None:
-        """Add step ``t`` of sample ``k`` to the in-memory records; write them after the last."""
+    def _keep(self, s: np.ndarray, payloads: np.ndarray, k: int, t: int) -> None:
+        """Add step ``t`` of sample ``k`` to the in-memory records; write them after the last.
+
+        ``s``: the messages (bool); ``payloads``: what they carry (``s`` itself when binary).
+        """
         p = self.proc_params
         if self._store is None:
             self._store = _RecordStore(p, s.size)
-        self._store.add(s, k, t)
+        self._store.add(s, payloads, k, t)
         if k == p["num_samples"] - 1 and t == p["steps"] - 1:
             self._store.write(p["record_to"])
 
@@ -234,7 +260,8 @@ class _RecordStore:
     """Per-neuron records of one layer over a whole run, in Lava's flattening.
 
     ``counts`` ``(N, n)`` (the smallest unsigned type holding ``T``), ``spikes`` ``(N, T, n)``
-    bool, ``digests`` ``(N,)`` uint64, as the record mode and key ask.
+    bool (the payloads of a graded layer, :func:`~qcfs_lava.results.spike_dtype`), ``digests``
+    ``(N,)`` uint64 (of the payloads for a graded layer), as the record mode and key ask.
     """
 
     def __init__(self, p: dict, n: int) -> None:
@@ -243,7 +270,7 @@ class _RecordStore:
         if p["record"] == "counts":
             self.arrays["counts"] = np.zeros((num, n), dtype=np.min_scalar_type(steps))
         elif p["record"] == "spikes":
-            self.arrays["spikes"] = np.zeros((num, steps, n), dtype=bool)
+            self.arrays["spikes"] = np.zeros((num, steps, n), dtype=spike_dtype(p["payload"]))
         self.keys = None
         if p["digest_key"] is not None:
             self.arrays["digests"] = np.zeros(num, dtype=np.uint64)
@@ -253,14 +280,18 @@ class _RecordStore:
             keys = keys.reshape(steps, *shape[::-1]).transpose(0, *range(len(shape), 0, -1))
             self.keys = np.ascontiguousarray(keys.reshape(steps, n))
 
-    def add(self, s: np.ndarray, k: int, t: int) -> None:
+    def add(self, s: np.ndarray, payloads: np.ndarray, k: int, t: int) -> None:
         if "counts" in self.arrays:
             self.arrays["counts"][k] += s
         elif "spikes" in self.arrays:
-            self.arrays["spikes"][k, t] = s
+            self.arrays["spikes"][k, t] = payloads
         if self.keys is not None:
             # array arithmetic: wraps modulo 2**64 as the digest is defined
-            self.arrays["digests"][k:k + 1] += self.keys[t][s].sum(dtype=np.uint64)
+            if payloads.dtype == np.bool_:
+                self.arrays["digests"][k:k + 1] += self.keys[t][s].sum(dtype=np.uint64)
+            else:  # graded: sum K * s, uint64 products and sums wrap modulo 2**64
+                self.arrays["digests"][k:k + 1] += (
+                    self.keys[t][s] * payloads[s].astype(np.uint64)).sum(dtype=np.uint64)
 
     def write(self, path: str) -> None:
         """Write the records to ``path`` (``.npz``) atomically."""
