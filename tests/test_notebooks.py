@@ -33,7 +33,7 @@ NOT_REPRODUCIBLE = {
 _VOLATILE = [
     (re.compile(r"\b\d+(\.\d+)? s\b"), "<seconds> s"),  # "done in 0.6 s"
     (re.compile(r"\d+(\.\d+)? samples/s"), "<rate> samples/s"),
-    (re.compile(r"'(wall_s|samples_per_s)': [0-9.e+-]+"), r"'\1': <volatile>"),
+    (re.compile(r"'(wall_s|read_s|samples_per_s)': [0-9.e+-]+"), r"'\1': <volatile>"),
 ]
 
 
