@@ -13,7 +13,7 @@ import pytest
 from qcfs_lava.data import CIFAR10_SUBSET_FILE, default_cifar10_subset_dir
 from qcfs_lava.netx import read_netx
 
-EXPORTS = Path(__file__).resolve().parents[1] / "netx_exports"
+EXPORTS = Path(__file__).resolve().parents[2] / "netx_exports"
 NAME = "resnet20-cifar10-subset-graded4"
 README = (EXPORTS / "README.md").read_text()
 SECTION = README[README.index(f"# Example export: `{NAME}`"):]
