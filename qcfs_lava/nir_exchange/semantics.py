@@ -212,6 +212,15 @@ def read_nir(path: str | Path):
     if not path.is_file():
         raise NirError(f"NIR file {path} not found; write one with `qcfs-lava export CKPT "
                        "--format nir --out FILE.nir`")
+    from qcfs_lava.safe_hdf5 import HDF5GuardError, verify_hdf5
+
+    try:
+        verify_hdf5(path)  # a digest match, or a child process parses it first
+    except HDF5GuardError as exc:
+        raise NirError(f"cannot read {path} as a NIR file: {exc}; the file is damaged or not "
+                       "NIR, export it again (or copy it again)") from None
+    except OSError as exc:
+        raise NirError(f"{path}: cannot be read ({exc}); check the file") from exc
     try:
         return nir.read(path)
     except Exception as exc:  # h5py/nir raise many types for foreign or corrupt files
@@ -220,10 +229,20 @@ def read_nir(path: str | Path):
 
 
 def write_nir(graph, path: str | Path) -> Path:
-    """Write ``graph`` to ``path`` atomically (``nir.write`` into a temporary file)."""
-    from qcfs_lava.io import atomic_path
+    """Write ``graph`` to ``path`` atomically.
+
+    ``nir.write`` builds the file in memory; a 512-byte HDF5 user block holding a digest of
+    the rest is put in front (:func:`qcfs_lava.safe_hdf5.prepend_digest`; every HDF5 reader,
+    ``nir.read`` included, skips it), and the bytes are written with ordinary I/O, so a full
+    disk is an ``OSError`` and :func:`read_nir` refuses a damaged file before parsing it.
+    """
+    import io
+
+    from qcfs_lava.io import write_bytes
+    from qcfs_lava.safe_hdf5 import prepend_digest
 
     nir = require_nir()
-    with atomic_path(path) as tmp:
-        nir.write(tmp, graph)
-    return Path(path)
+    buffer = io.BytesIO()
+    nir.write(buffer, graph)
+    data, _ = prepend_digest(buffer.getvalue())
+    return write_bytes(path, data)
