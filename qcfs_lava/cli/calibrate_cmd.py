@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qcfs_lava.cli.common import non_negative_int, positive_int
+from qcfs_lava.cli.common import add_force_arg, check_outputs, non_negative_int, positive_int
 
 
 def _percentile(text: str) -> float:
@@ -61,19 +61,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--out", required=True, help="QCFS checkpoint to write (.pt)")
+    add_force_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from qcfs_lava.calibrate import CalibrationConfig, calibrate_checkpoint, config_dict
     from qcfs_lava.checkpoint import save_checkpoint
-    from qcfs_lava.errors import CheckpointError
     from qcfs_lava.io import write_json
 
     src, out = Path(args.checkpoint), Path(args.out)
-    if out.exists() and src.exists() and out.resolve() == src.resolve():
-        raise CheckpointError(f"--out {out} is the input checkpoint; choose another file "
-                              "(the input is never overwritten)")
+    # before any work: neither output may be an input, a folder, or a file of another kind
+    check_outputs(args, (out, "--out", "torch"), (f"{out}.json", f"--out's {out.name}.json",
+                                                   "json"))
     config = CalibrationConfig(
         levels=args.levels, phi=args.phi, percentile=args.percentile,
         per_channel=args.per_channel, samples=args.samples, batch_size=args.batch_size,

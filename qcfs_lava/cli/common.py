@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
 from qcfs_lava.errors import DatasetError
+
+# options that name a file a command reads (never overwritten by any of its outputs)
+INPUT_OPTIONS = ("source", "file", "checkpoint", "state_dict", "relu_checkpoint", "init_from",
+                 "energy_json")
 
 
 def parse_steps(text: str) -> list[int]:
@@ -66,13 +71,58 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    help="use only the first N test samples (default: all)")
 
 
+def command_inputs(args: argparse.Namespace) -> list[str]:
+    """Every file ``args`` names for reading: networks, checkpoints, an ``npz:`` dataset, a
+    ``--data-root`` that is a file."""
+    from qcfs_lava.data import NPZ_PREFIX
+
+    paths = [str(v) for k in INPUT_OPTIONS if (v := getattr(args, k, None))]
+    dataset = getattr(args, "dataset", None)
+    if isinstance(dataset, str) and dataset.startswith(NPZ_PREFIX) and dataset != NPZ_PREFIX:
+        paths.append(dataset[len(NPZ_PREFIX):])
+    root = getattr(args, "data_root", None)
+    if root and Path(root).is_file():
+        paths.append(str(root))
+    return paths
+
+
+def check_outputs(args: argparse.Namespace, *outputs: tuple[str | Path | None, str, str],
+                  inputs: tuple[str | Path, ...] = ()) -> None:
+    """Apply the output rule (:func:`qcfs_lava.validate.check_output_path`) to every file the
+    command will write, before any work.
+
+    Args:
+        args: the parsed command line (its inputs and ``--force`` are taken from it).
+        outputs: ``(path, option, kind)`` per output; a ``None`` path is skipped.
+        inputs: inputs beyond those named by the options (e.g. a recorded dataset file).
+    """
+    from qcfs_lava.validate import check_output_path
+
+    every_input = command_inputs(args) + [str(p) for p in inputs]
+    written: list[str] = []
+    for path, arg, kind in outputs:
+        if path is None:
+            continue
+        check_output_path(path, arg=arg, kind=kind, inputs=every_input,
+                          force=bool(getattr(args, "force", False)), others=written)
+        written.append(str(path))
+    args.checked_outputs = [(p, a, k) for p, a, k in outputs if p is not None]
+
+
 def load_test_data(args: argparse.Namespace, default_dataset: str | None):
-    """The test split chosen by ``args`` -> ``(x_uint8, y, split)``."""
-    from qcfs_lava.data import load_dataset
+    """The test split chosen by ``args`` -> ``(x_uint8, y, split)``.
+
+    A dataset file taken from the network's metadata is an input too: the outputs checked by
+    :func:`check_outputs` are checked against it before it is read.
+    """
+    from qcfs_lava.data import NPZ_PREFIX, load_dataset
 
     name = args.dataset or default_dataset
     if not name:
         raise DatasetError("no dataset given and none recorded in the file: pass --dataset")
+    checked = getattr(args, "checked_outputs", None)
+    if checked and name.startswith(NPZ_PREFIX) and name != NPZ_PREFIX:
+        check_outputs(args, *checked, inputs=(name[len(NPZ_PREFIX):],))
     split = load_dataset(name, args.data_root)
     x, y = split.x_test, split.y_test
     if args.samples is not None:

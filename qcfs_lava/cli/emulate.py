@@ -7,6 +7,7 @@ import argparse
 from qcfs_lava.cli.common import (
     add_data_args,
     add_force_arg,
+    check_outputs,
     load_test_data,
     parse_steps,
     positive_int,
@@ -36,11 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from qcfs_lava.io import write_json
     from qcfs_lava.network import format_table
     from qcfs_lava.pipeline import load_source, run_chain
-    from qcfs_lava.validate import check_output_path
 
-    if args.json:  # before any work, so finished results are never lost to an unwritable path
-        check_output_path(args.json, arg="--json", kind="json", inputs=[args.source],
-                          force=args.force)
+    # before any work, so finished results are never lost to an unwritable path
+    check_outputs(args, (args.json, "--json", "json"))
     source = load_source(args.source, steps=max(args.steps))
     net, report = source.network, source.quantization
     x, y, split = load_test_data(args, net.metadata.get("dataset"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qcfs_lava.cli.common import add_force_arg
+from qcfs_lava.cli.common import add_force_arg, check_outputs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,7 +61,6 @@ def run_export(args: argparse.Namespace) -> int:
     from qcfs_lava.network import format_table
     from qcfs_lava.netx import export_config_path, write_netx
     from qcfs_lava.pipeline import convert_checkpoint
-    from qcfs_lava.validate import check_output_path
 
     if args.steps is not None and args.steps < 1:
         raise CheckpointError(f"--steps must be >= 1, got {args.steps}")
@@ -73,9 +72,8 @@ def run_export(args: argparse.Namespace) -> int:
         return run_export_nir(args)
     out = Path(args.out)
     # before any work: neither output may be the input, a folder, or a file of another kind
-    check_output_path(out, arg="--out", kind="hdf5", inputs=[args.checkpoint], force=args.force)
-    check_output_path(export_config_path(out), arg=f"--out's {out.name}.json", kind="json",
-                      inputs=[args.checkpoint], force=args.force)
+    check_outputs(args, (out, "--out", "hdf5"),
+                  (export_config_path(out), f"--out's {out.name}.json", "json"))
     net, report, _ = convert_checkpoint(args.checkpoint, steps=args.steps,
                                         layer_copies=args.layer_copies)
     config = {

@@ -59,16 +59,15 @@ def _floats(text: str | None, n: int, default) -> list[float]:
 
 def run(args: argparse.Namespace) -> int:
     from qcfs_lava.checkpoint import Checkpoint, save_checkpoint
+    from qcfs_lava.cli.common import check_outputs
     from qcfs_lava.errors import CheckpointError
     from qcfs_lava.model.reference import (
         import_reference,
         load_reference,
         reference_model_kwargs,
     )
-    from qcfs_lava.validate import check_output_path
 
-    check_output_path(args.out, arg="--out", kind="torch", inputs=[args.state_dict],
-                      force=args.force)
+    check_outputs(args, (args.out, "--out", "torch"))
     if args.levels < 1 or (args.num_classes is not None and args.num_classes < 1) or \
             args.input_size < 1 or args.in_channels < 1:
         raise CheckpointError("--levels, --num-classes, --input-size and --in-channels must be "

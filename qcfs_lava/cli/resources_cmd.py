@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from qcfs_lava.cli.common import add_force_arg, check_outputs, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``resources`` command."""
@@ -39,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --samples: record spike trains and compare, at every step, the "
                    "input currents of each pool-folded layer with those of a separate sum-pool "
                    "layer followed by the smaller kernel (identical currents: same accuracy)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    add_force_arg(p)
     p.set_defaults(func=run)
 
 
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from qcfs_lava.io import write_json
     from qcfs_lava.pipeline import load_network
 
+    check_outputs(args, (args.json, "--json", "json"))  # before any work
     if args.samples is not None and args.samples < 1:
         raise AnalysisError(f"--samples must be >= 1, got {args.samples}")
     if args.steps is not None and args.steps < 1:

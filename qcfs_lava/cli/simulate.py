@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from qcfs_lava.cli.common import add_data_args, add_force_arg, load_test_data, positive_int
+from qcfs_lava.cli.common import (
+    add_data_args,
+    add_force_arg,
+    check_outputs,
+    load_test_data,
+    positive_int,
+)
 
 DEFAULT_SAMPLES = 16
 
@@ -48,13 +54,11 @@ def run(args: argparse.Namespace) -> int:
     from qcfs_lava.lava_sim import LavaRunConfig, simulate
     from qcfs_lava.network import format_table
     from qcfs_lava.netx import read_netx
-    from qcfs_lava.validate import check_output_path
 
     if args.workers < 1:
         raise NetworkValidationError(f"--workers must be >= 1, got {args.workers}")
-    if args.json:  # before any work, so finished results are never lost to an unwritable path
-        check_output_path(args.json, arg="--json", kind="json", inputs=[args.file],
-                          force=args.force)
+    # before any work, so finished results are never lost to an unwritable path
+    check_outputs(args, (args.json, "--json", "json"))
     net = read_netx(args.file)
     x, y, split = load_test_data(args, net.metadata.get("dataset"))
     print(format_table(net))

@@ -9,6 +9,7 @@ import time
 from qcfs_lava.cli.common import (
     add_data_args,
     add_force_arg,
+    check_outputs,
     load_test_data,
     parse_steps,
     positive_int,
@@ -100,11 +101,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from qcfs_lava.data import normalize
     from qcfs_lava.errors import DatasetError
     from qcfs_lava.snn import evaluate_ann, simulate_snn
-    from qcfs_lava.validate import check_output_path
 
-    if args.json:  # before any work, so finished results are never lost to an unwritable path
-        check_output_path(args.json, arg="--json", kind="json", inputs=[args.checkpoint],
-                          force=args.force)
+    # before any work, so finished results are never lost to an unwritable path
+    check_outputs(args, (args.json, "--json", "json"))
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.build_model()
     x_uint8, y, split = load_test_data(args, ckpt.dataset)
