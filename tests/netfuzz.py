@@ -1,4 +1,5 @@
-"""Seeded damage of NetX files and checkpoints, and the outcome classes the fuzz checks use.
+"""Seeded damage of NetX, NIR and npz files and checkpoints, and the outcome classes the fuzz
+checks use.
 
 Used by ``tests/test_fuzz.py`` (a few hundred cases) and ``benchmarks/bench_fuzz.py`` (many).
 Every case must end in one of two outcomes: ``"error"`` (the reader raised its typed error)
@@ -7,6 +8,8 @@ or ``"identical"`` (it read back exactly what was written). Anything else is a d
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -159,3 +162,135 @@ def same_checkpoint(a: dict, b: dict) -> bool:
         elif a[key] != b[key]:
             return False
     return True
+
+
+# --------------------------------------------------------------------------- npz archives
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as the bytes of a ``.npy`` file."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def raw_npy(descr: str, shape: tuple[int, ...], payload: bytes) -> bytes:
+    """A ``.npy`` file with any header (a declared shape need not match the payload)."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": descr, "fortran_order": False, "shape": tuple(shape)})
+    return buffer.getvalue() + payload
+
+
+def zip_members(path: Path, members: dict[str, bytes], compress: bool = False) -> Path:
+    """An ``.npz``-like zip archive holding ``members`` (name -> bytes)."""
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", method) as z:
+        for name, blob in members.items():
+            z.writestr(name, blob)
+    return path
+
+
+def craft_npz(rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> tuple[str, bytes]:
+    """A well-formed zip whose ``.npy`` members lie: absurd shapes, wrong dtypes, huge or
+    negative or wrapping labels, object arrays, stray members."""
+    n = len(y)
+    cases = [
+        ("huge x shape", lambda: {"x.npy": raw_npy("|u1", (1 << int(rng.integers(32, 62)),),
+                                                   b""), "y.npy": npy_bytes(y)}),
+        ("x shape beyond payload", lambda: {"x.npy": raw_npy(
+            "|u1", (n * int(rng.integers(2, 1000)), *x.shape[1:]), x.tobytes()),
+            "y.npy": npy_bytes(y)}),
+        ("huge label", lambda: {"x.npy": npy_bytes(x), "y.npy": npy_bytes(
+            np.where(np.arange(n) == rng.integers(n), int(rng.integers(1 << 16, 1 << 62)),
+                     y).astype(np.int64))}),
+        ("uint64 label", lambda: {"x.npy": npy_bytes(x), "y.npy": npy_bytes(
+            np.where(np.arange(n) == 0, np.uint64(1 << 63) + np.uint64(rng.integers(1000)),
+                     y.astype(np.uint64)))}),
+        ("negative label", lambda: {"x.npy": npy_bytes(x),
+                                    "y.npy": npy_bytes(y - int(rng.integers(1, 5)))}),
+        ("one-based", lambda: {"x.npy": npy_bytes(x), "y.npy": npy_bytes(y + 1)}),
+        ("float labels", lambda: {"x.npy": npy_bytes(x), "y.npy": npy_bytes(y.astype(float))}),
+        ("float images", lambda: {"x.npy": npy_bytes(x.astype(np.float32)),
+                                  "y.npy": npy_bytes(y)}),
+        ("object labels", lambda: {"x.npy": npy_bytes(x),
+                                   "y.npy": raw_npy("|O", (n,), b"\0" * 8 * n)}),
+        ("label count", lambda: {"x.npy": npy_bytes(x), "y.npy": npy_bytes(
+            y[: int(rng.integers(0, n))])}),
+        ("stray member", lambda: {"x.npy": npy_bytes(x), "y.npy": npy_bytes(y),
+                                  "notes.txt": b"hello"}),
+        ("no y", lambda: {"x.npy": npy_bytes(x)}),
+        ("bad header", lambda: {"x.npy": b"\x93NUMPY\x01\x00" + bytes(
+            rng.integers(0, 256, 40, dtype=np.uint8)), "y.npy": npy_bytes(y)}),
+        ("odd shape", lambda: {"x.npy": npy_bytes(x.reshape(n, -1)[:, :int(rng.integers(1, 9))]),
+                               "y.npy": npy_bytes(y)}),
+    ]
+    label, make = cases[int(rng.integers(len(cases)))]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED if rng.random() < 0.5
+                         else zipfile.ZIP_STORED) as z:
+        for name, blob in make().items():
+            z.writestr(name, blob)
+    return label, buffer.getvalue()
+
+
+def npz_outcome(path: Path, reference) -> str:
+    """Read ``path`` with :func:`qcfs_lava.data.load_npz`; ``reference`` is the split of the
+    intact file (or None when no read can be identical)."""
+    from qcfs_lava.data import load_npz
+    from qcfs_lava.errors import DatasetError
+
+    try:
+        split = load_npz(path)
+    except DatasetError:
+        return ERROR
+    except BaseException as exc:  # reported as a defect
+        return f"untyped {type(exc).__name__}: {exc}"[:300]
+    if reference is None:
+        return "different"
+    same = all(np.array_equal(getattr(split, k), getattr(reference, k))
+               for k in ("x_train", "y_train", "x_test", "y_test", "mean", "std"))
+    return IDENTICAL if same and split.class_names == reference.class_names else "different"
+
+
+# --------------------------------------------------------------------------- NIR files
+
+
+def nir_outcome(path: Path, reference) -> str:
+    """Read and check ``path`` as the runners do (:func:`read_nir`, the graph and neuron
+    semantics, the reference executor's plan); ``reference`` is the graph written."""
+    from qcfs_lava.errors import NirError
+    from qcfs_lava.nir_exchange.executor import check_graph
+    from qcfs_lava.nir_exchange.semantics import graph_semantics, read_nir
+
+    try:
+        graph = read_nir(path)
+        graph_semantics(graph, str(path))
+        check_graph(graph, str(path))
+    except NirError:
+        return ERROR
+    except BaseException as exc:  # reported as a defect
+        return f"untyped {type(exc).__name__}: {exc}"[:300]
+    return IDENTICAL if same_graph(graph, reference) else "different"
+
+
+def same_graph(a, b) -> bool:
+    """Equal nodes (types, every array and metadata) and edges."""
+    if set(a.nodes) != set(b.nodes) or sorted(map(tuple, a.edges)) != sorted(
+            map(tuple, b.edges)):
+        return False
+
+    def same(u, v) -> bool:
+        if isinstance(u, dict) and isinstance(v, dict):
+            return u.keys() == v.keys() and all(same(u[k], v[k]) for k in u)
+        if isinstance(u, (np.ndarray, np.generic)) or isinstance(v, (np.ndarray, np.generic)):
+            ua, va = np.asarray(u), np.asarray(v)
+            return ua.dtype == va.dtype and ua.shape == va.shape and np.array_equal(
+                ua, va, equal_nan=ua.dtype.kind == "f")
+        return u == v
+
+    for name in a.nodes:
+        u, v = a.nodes[name], b.nodes[name]
+        if type(u) is not type(v) or not same(u.to_dict(), v.to_dict()):
+            return False
+    return same(a.metadata or {}, b.metadata or {})

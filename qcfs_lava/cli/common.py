@@ -109,8 +109,12 @@ def check_outputs(args: argparse.Namespace, *outputs: tuple[str | Path | None, s
     args.checked_outputs = [(p, a, k) for p, a, k in outputs if p is not None]
 
 
-def load_test_data(args: argparse.Namespace, default_dataset: str | None):
+def load_test_data(args: argparse.Namespace, default_dataset: str | None,
+                   num_classes: int | None = None):
     """The test split chosen by ``args`` -> ``(x_uint8, y, split)``.
+
+    With ``num_classes`` (the model's outputs), a label the model cannot predict is refused:
+    it would only count as an error.
 
     A dataset file taken from the network's metadata is an input too: the outputs checked by
     :func:`check_outputs` are checked against it before it is read.
@@ -125,6 +129,11 @@ def load_test_data(args: argparse.Namespace, default_dataset: str | None):
         check_outputs(args, *checked, inputs=(name[len(NPZ_PREFIX):],))
     split = load_dataset(name, args.data_root)
     x, y = split.x_test, split.y_test
+    if num_classes is not None and len(y) and int(y.max()) >= num_classes:
+        raise DatasetError(
+            f"dataset {split.name!r} has the label {int(y.max())} but the model has "
+            f"{num_classes} outputs (classes 0..{num_classes - 1}); pass the dataset the model "
+            "was trained on (--dataset)")
     if args.samples is not None:
         x, y = x[: args.samples], y[: args.samples]
     return np.ascontiguousarray(x), y, split

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(args, (args.json, "--json", "json"))
     source = load_source(args.source, steps=max(args.steps))
     net, report = source.network, source.quantization
-    x, y, split = load_test_data(args, net.metadata.get("dataset"))
+    x, y, split = load_test_data(args, net.metadata.get("dataset"), net.num_classes)
     print(format_table(net))
     if report is not None:
         print("\nquantization report (scale = state units per float unit)")

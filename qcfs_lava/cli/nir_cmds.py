@@ -124,7 +124,7 @@ def run_nir_cmd(args: argparse.Namespace) -> int:
     graph = read_nir(args.file)
     sem = graph_semantics(graph, args.file)
     steps = args.steps or [sem.resolve_steps(None, args.file)]
-    x, y, _ = load_test_data(args, sem.extra.get("dataset"))
+    x, y, _ = load_test_data(args, sem.extra.get("dataset"), len(sem.class_names) or None)
     t0 = time.perf_counter()
     out = _outputs(args.runner, args.file, x, max(steps))
     seconds = time.perf_counter() - t0

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         from qcfs_lava.emulator import emulate
 
         steps = args.steps or int(net.metadata.get("steps", 8))
-        x, y, _ = load_test_data(args, net.metadata.get("dataset"))
+        x, y, _ = load_test_data(args, net.metadata.get("dataset"), net.num_classes)
         record = "spikes" if args.check_pools else "counts"
         res = emulate(net, x, steps, labels=y, record=record, batch_size=args.batch_size,
                       progress=True)

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     # before any work, so finished results are never lost to an unwritable path
     check_outputs(args, (args.json, "--json", "json"))
     net = read_netx(args.file)
-    x, y, split = load_test_data(args, net.metadata.get("dataset"))
+    x, y, split = load_test_data(args, net.metadata.get("dataset"), net.num_classes)
     print(format_table(net))
     record = "spikes" if args.check else "counts"
     print(f"\nsimulating {len(x)} samples x {args.steps} steps in Lava "

@@ -106,7 +106,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_outputs(args, (args.json, "--json", "json"))
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.build_model()
-    x_uint8, y, split = load_test_data(args, ckpt.dataset)
+    x_uint8, y, split = load_test_data(args, ckpt.dataset, ckpt.num_classes)
     if tuple(x_uint8.shape[1:]) != tuple(ckpt.input_shape):
         raise DatasetError(
             f"dataset {split.name!r} has samples of shape {tuple(x_uint8.shape[1:])}, but "
