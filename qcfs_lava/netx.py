@@ -61,6 +61,7 @@ from qcfs_lava.validate import (
     INDEX_MAX,
     LEVELS_MAX,
     InvalidValueError,
+    check_recorded_metadata,
     exact_bool,
     exact_int,
     exact_int_array,
@@ -539,6 +540,7 @@ class _Reader:
         metadata = strict_json(self.attr(meta, "metadata"), "attribute 'metadata'")
         if not isinstance(metadata, dict):
             self.fail(f"metadata should be a JSON object, got {type(metadata).__name__}")
+        check_recorded_metadata(metadata, "metadata")
         return version, {
             "levels": self.attr_int(meta, "levels", 1, LEVELS_MAX),
             "phi": finite_float(self.attr(meta, "phi"), "attribute 'phi'", 0.0, 1.0),

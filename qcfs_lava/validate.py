@@ -38,11 +38,13 @@ __all__ = [
     "check_torch_archive",
     "check_reference_tensors",
     "check_output_path",
+    "check_recorded_metadata",
     "resolve_path",
     "deferred_interrupt",
 ]
 
 INDEX_MAX = (1 << 31) - 1  # shapes, strides, counts: anything larger is damage, not a network
+STEPS_MAX = 1 << 16  # the largest T a file may record (docs/failure-modes.md)
 
 
 class InvalidValueError(ValueError):
@@ -147,8 +149,52 @@ def strict_json(text: Any, where: str) -> Any:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise InvalidValueError(f"{where} is not valid JSON ({exc})") from None
+    except InvalidValueError as exc:
+        raise InvalidValueError(f"{where}: {exc}") from None
     except RecursionError:
         raise InvalidValueError(f"{where} is nested too deeply") from None
+
+
+# --------------------------------------------------------------------------- recorded metadata
+
+
+def check_recorded_metadata(meta: Mapping[str, Any], where: str = "metadata") -> dict[str, Any]:
+    """Check the provenance a NetX or NIR file records (the keys qcfs-lava writes; others are
+    kept as they are).
+
+    ``steps`` is an integer in ``1..STEPS_MAX`` (a recorded T becomes a default, so an absurd
+    one would run for ever); ``dataset``, ``model``, ``checkpoint``, ``checkpoint_sha256`` and
+    ``qcfs_lava_version`` are strings; ``class_names`` a list of strings; ``layer_copies`` an
+    integer in ``1..64``.
+
+    Returns:
+        ``meta`` as a dict, values unchanged.
+
+    Raises:
+        InvalidValueError: every bad field, in one message.
+    """
+    problems = []
+    checks = {
+        "steps": lambda v, w: exact_int(v, w, 1, STEPS_MAX),
+        "layer_copies": lambda v, w: exact_int(v, w, 1, 64),
+    }
+    for key, fn in checks.items():
+        if key in meta:
+            try:
+                fn(meta[key], f"{where} '{key}'")
+            except InvalidValueError as exc:
+                problems.append(str(exc))
+    for key in ("dataset", "model", "checkpoint", "checkpoint_sha256", "qcfs_lava_version"):
+        if key in meta and (not isinstance(meta[key], str) or not meta[key]):
+            problems.append(f"{where} '{key}' must be a non-empty string, got {meta[key]!r}"[:200])
+    if "class_names" in meta:
+        names = meta["class_names"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
+                len(names) > INDEX_MAX:
+            problems.append(f"{where} 'class_names' must be a list of strings")
+    if problems:
+        raise InvalidValueError("; ".join(problems))
+    return dict(meta)
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -118,11 +118,12 @@ def run_nir_cmd(args: argparse.Namespace) -> int:
     from qcfs_lava.cli.common import check_outputs, load_test_data
     from qcfs_lava.errors import SimulationMismatchError
     from qcfs_lava.io import write_json
-    from qcfs_lava.nir_exchange.semantics import graph_semantics, read_nir
+    from qcfs_lava.nir_exchange.executor import check_graph
+    from qcfs_lava.nir_exchange.semantics import read_nir
 
     check_outputs(args, (args.json, "--json", "json"))
     graph = read_nir(args.file)
-    sem = graph_semantics(graph, args.file)
+    sem = check_graph(graph, str(args.file))  # every runner runs only what the reference accepts
     steps = args.steps or [sem.resolve_steps(None, args.file)]
     x, y, _ = load_test_data(args, sem.extra.get("dataset"), len(sem.class_names) or None)
     t0 = time.perf_counter()
