@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qcfs_lava.cli.common import add_force_arg, check_outputs, non_negative_int, positive_int
+from qcfs_lava.cli.common import (
+    add_force_arg,
+    check_outputs,
+    levels_arg,
+    non_negative_int,
+    phi_arg,
+    positive_int,
+)
 
 
 def _percentile(text: str) -> float:
@@ -40,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "OUT.json (configuration, thresholds, accuracies).",
     )
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint from `qcfs-lava train`")
-    p.add_argument("--levels", type=positive_int, required=True,
+    p.add_argument("--levels", type=levels_arg, required=True,
                    help="quantization levels L of the QCFS activations")
     p.add_argument("--percentile", type=_percentile, default=99.9,
                    help="percentile of the activations that sets lambda (default 99.9)")
@@ -50,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="epochs of QCFS fine-tuning after calibration (default 0)")
     p.add_argument("--lr", type=_positive_float, default=0.01,
                    help="fine-tune learning rate (SGD, cosine; default 0.01)")
-    p.add_argument("--phi", type=float, default=0.5, help="QCFS shift (default 0.5)")
+    p.add_argument("--phi", type=phi_arg, default=0.5, help="QCFS shift (default 0.5)")
     p.add_argument("--samples", type=positive_int, default=1000,
                    help="training images for the statistics (default 1000)")
     p.add_argument("--batch-size", type=positive_int, default=256)

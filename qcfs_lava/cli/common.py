@@ -53,6 +53,38 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def levels_arg(text: str) -> int:
+    """An argparse type: quantization levels L, an integer in ``1..LEVELS_MAX`` (what every
+    reader accepts: a checkpoint with more would be refused as damaged)."""
+    from qcfs_lava.validate import LEVELS_MAX
+
+    value = positive_int(text)
+    if value > LEVELS_MAX:
+        raise argparse.ArgumentTypeError(f"must be at most {LEVELS_MAX}, got {value}")
+    return value
+
+
+def phi_arg(text: str) -> float:
+    """An argparse type: the QCFS shift phi, a finite number in ``[0, 1]``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] (0.5 or 0), got {text!r}")
+    return value
+
+
+def steps_arg(text: str) -> int:
+    """An argparse type: a T to record in a file, an integer in ``1..STEPS_MAX``."""
+    from qcfs_lava.validate import STEPS_MAX
+
+    value = positive_int(text)
+    if value > STEPS_MAX:
+        raise argparse.ArgumentTypeError(f"a recorded T must be at most {STEPS_MAX}, got {value}")
+    return value
+
+
 def add_force_arg(p: argparse.ArgumentParser) -> None:
     """``--force``: allow replacing an existing output file of another kind."""
     p.add_argument("--force", action="store_true",

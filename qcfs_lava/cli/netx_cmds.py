@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qcfs_lava.cli.common import add_force_arg, check_outputs
+from qcfs_lava.cli.common import add_force_arg, check_outputs, steps_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint from `qcfs-lava train`")
     p.add_argument("--out", required=True, metavar="FILE.net", help="NetX file to write")
     p.add_argument(
-        "--steps", type=int, default=None, metavar="T",
+        "--steps", type=steps_arg, default=None, metavar="T",
         help="time steps T the network is meant to run (recorded in the file's metadata)",
     )
     p.add_argument(

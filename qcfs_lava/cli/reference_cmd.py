@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from qcfs_lava.cli.common import levels_arg
+
 # Input normalisation the reference code uses for its datasets (per channel, of x / 255).
 REFERENCE_NORMALIZATION = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
@@ -25,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("state_dict", metavar="STATE_DICT.pth")
     p.add_argument("--arch", required=True,
                    help="vgg11, vgg16, resnet18, resnet20 or resnet34")
-    p.add_argument("--levels", type=int, required=True,
+    p.add_argument("--levels", type=levels_arg, required=True,
                    help="quantization levels L the reference model was trained with")
     p.add_argument("--dataset", default="cifar10",
                    help="dataset the model was trained on (sets classes and normalisation)")

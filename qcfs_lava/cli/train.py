@@ -10,8 +10,10 @@ from qcfs_lava.cli.common import (
     add_data_args,
     add_force_arg,
     check_outputs,
+    levels_arg,
     load_test_data,
     parse_steps,
+    phi_arg,
     positive_int,
 )
 
@@ -33,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--download", action="store_true", help="let torchvision download data")
     p.add_argument("--out", required=True, help="output folder, e.g. runs/cnn-digits")
     p.add_argument("--activation", choices=("qcfs", "relu"), default=None)
-    p.add_argument("--levels", type=int, default=None, help="quantization levels L")
-    p.add_argument("--phi", type=float, default=None, help="QCFS shift (0.5 or 0)")
+    p.add_argument("--levels", type=levels_arg, default=None, help="quantization levels L")
+    p.add_argument("--phi", type=phi_arg, default=None, help="QCFS shift (0.5 or 0)")
     p.add_argument("--thresh", type=float, default=None, help="initial threshold lambda")
     p.add_argument("--width", type=int, default=None, help="model base width")
     p.add_argument("--hidden", type=int, default=None,
