@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "on Ray (needs the extra: pip install \"qcfs-lava[ray]\"); the merged "
                    "result equals a single run")
     p.add_argument("--address", default=None, metavar="ADDR",
-                   help="Ray cluster to run the shards on (e.g. auto, ray://head:10001); "
+                   help="Ray cluster to run the shards on: host:port of its head (GCS), "
+                   "auto, or ray://head:10001 (Ray Client: pip install \"ray[client]\"); "
                    "default: a local Ray instance with N CPUs")
     p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
     add_force_arg(p)
