@@ -129,6 +129,12 @@ def run_nir_cmd(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = _outputs(args.runner, args.file, x, max(steps))
     seconds = time.perf_counter() - t0
+    if not np.all(np.isfinite(out)):
+        from qcfs_lava.errors import NirError
+
+        raise NirError(f"{args.file}: the {args.runner} runner's outputs overflow (inf or NaN); "
+                       "the network's weights or thresholds are absurd: the file is damaged or "
+                       "was not written by qcfs-lava")
     result = {"command": "run-nir", "file": str(args.file), "runner": args.runner,
               "samples": int(len(y)), "seconds": round(seconds, 3), "steps": {}}
     ref = None

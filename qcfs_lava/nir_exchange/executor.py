@@ -281,9 +281,12 @@ def check_graph(graph, where: str = "graph"):
         raise NirError(f"{where}: input_normalization has {len(sem.mean)} channels, the Input "
                        f"has {shape[0]}")
     try:
-        with np.errstate(all="ignore"):
+        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
             _execute(graph, sem, np.zeros((1, *shape)), 1, literal=False, dtype=np.float64,
                      batch_size=1)
+    except FloatingPointError as exc:
+        raise NirError(f"{where}: the network's values overflow float64 on a blank input "
+                       f"({exc}); its parameters are absurd: the file is damaged") from None
     except NirError:
         raise
     except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError,
@@ -327,8 +330,14 @@ def run_nir(
     x = np.asarray(x)
     if x.dtype == np.uint8:
         x = normalize_pixels(x, sem.mean, sem.std)
-    return _execute(graph, sem, x, t_max, literal=literal, dtype=dtype, batch_size=batch_size,
-                    labels=labels)
+    try:  # an overflow is an error, never a RuntimeWarning beside a garbage result
+        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+            return _execute(graph, sem, x, t_max, literal=literal, dtype=dtype,
+                            batch_size=batch_size, labels=labels)
+    except FloatingPointError as exc:
+        raise NirError(f"the network's values leave the range of {np.dtype(dtype).name} "
+                       f"({exc}); its weights or thresholds are absurd: the file is damaged or "
+                       "was not written by qcfs-lava") from None
 
 
 def _execute(graph, sem, x: np.ndarray, t_max: int, *, literal: bool, dtype, batch_size: int,
