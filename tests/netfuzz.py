@@ -294,3 +294,128 @@ def same_graph(a, b) -> bool:
         if type(u) is not type(v) or not same(u.to_dict(), v.to_dict()):
             return False
     return same(a.metadata or {}, b.metadata or {})
+
+
+def npz_sample(path: Path, compressed: bool) -> Path:
+    """A small, valid ``.npz`` dataset (the first 60 digits) for the damage corpora."""
+    from qcfs_lava.data import load_dataset
+
+    split = load_dataset("digits")
+    x, y = split.x_test[:60], split.y_test[:60]
+    save = np.savez_compressed if compressed else np.savez
+    save(path, x=x, y=y, class_names=np.array(split.class_names))
+    return path
+
+
+_BAD_GRAPH_META = {
+    "version": ["1", float("nan"), 1.5, 0, 99, True],
+    "steps": ["4", 2.7, float("nan"), 0, -3, 10**9, 1 << 40],
+    "levels": ["abc", float("nan"), 2.5, -1, 1 << 40],
+    "phi": [float("nan"), "0.5", 5.0, -0.5, float("inf")],
+    "class_names": ["not json", "[1, 2]", "NaN", 7, "{\"a\": 1}"],
+    "dataset": [123, 4.5, ""],
+    "model": [7, ""],
+    "neuron": ["if-reset-gt", 3],
+    "format": ["other", 1],
+}
+_BAD_NORM = {"mean": [["a"], [float("nan")], [], "0.1"],
+             "std": [[float("nan")], [0.0], [-1.0], [1.0, 2.0], [float("inf")]]}
+_BAD_IF = {"v_init": [None, "0.5", float("nan"), float("inf")],
+           "spike_amplitude": [float("inf"), -1.0, "x", float("nan")],
+           "reset": ["zero"], "fire": ["gt"]}
+
+
+def craft_nir(graph, rng: np.random.Generator):
+    """A copy of ``graph`` with one metadata value, node parameter or edge made wrong (each
+    one a value the format refuses). Returns ``(label, graph)``."""
+    import copy
+
+    import nir
+
+    from qcfs_lava.nir_exchange.semantics import NAMESPACE
+
+    g = copy.deepcopy(graph)
+    meta = g.metadata[NAMESPACE]
+    pick = int(rng.integers(6))
+    if pick == 0:
+        key = sorted(_BAD_GRAPH_META)[int(rng.integers(len(_BAD_GRAPH_META)))]
+        value = _BAD_GRAPH_META[key][int(rng.integers(len(_BAD_GRAPH_META[key])))]
+        if rng.random() < 0.15 and key in ("version", "neuron", "format"):  # required keys
+            del meta[key]
+            return f"deleted {key}", g
+        meta[key] = value
+        return f"{key} = {value!r}", g
+    if pick == 1:
+        key = sorted(_BAD_NORM)[int(rng.integers(2))]
+        value = _BAD_NORM[key][int(rng.integers(len(_BAD_NORM[key])))]
+        meta["input_normalization"][key] = value
+        return f"input_normalization.{key} = {value!r}", g
+    ifs = [n for n, node in g.nodes.items() if isinstance(node, nir.IF)]
+    if pick == 2:
+        name = ifs[int(rng.integers(len(ifs)))]
+        key = sorted(_BAD_IF)[int(rng.integers(len(_BAD_IF)))]
+        value = _BAD_IF[key][int(rng.integers(len(_BAD_IF[key])))]
+        if value is None:
+            del g.nodes[name].metadata[NAMESPACE][key]
+        else:
+            g.nodes[name].metadata[NAMESPACE][key] = value
+        return f"{name}.{key} = {value!r}", g
+    weighted = [n for n, node in g.nodes.items() if isinstance(node, (nir.Affine, nir.Conv2d))]
+    name = weighted[int(rng.integers(len(weighted)))]
+    node = g.nodes[name]
+    if pick == 3:
+        how = int(rng.integers(4))
+        if how == 0:
+            node.weight = node.weight.copy()
+            node.weight.reshape(-1)[int(rng.integers(node.weight.size))] = [
+                np.nan, np.inf, -np.inf][int(rng.integers(3))]
+            return f"{name} non-finite weight", g
+        if how == 1:
+            node.bias = np.concatenate([node.bias, node.bias[:1]])
+            return f"{name} bias one too long", g
+        if how == 2:
+            node.weight = np.full(node.weight.shape, 1e308)
+            return f"{name} weights 1e308", g
+        node.weight = node.weight[..., :-1] if node.weight.shape[-1] > 1 else node.weight.T
+        return f"{name} weight of the wrong shape", g
+    if pick == 4:
+        conv = [n for n in weighted if isinstance(g.nodes[n], nir.Conv2d)]
+        node = g.nodes[conv[int(rng.integers(len(conv)))]]
+        field, value = [("groups", 0), ("groups", 3), ("groups", -1), ("stride", np.array([0, 1])),
+                        ("dilation", np.array([0, 0])), ("padding", np.array([-1, 0]))][
+            int(rng.integers(6))]
+        setattr(node, field, value)
+        return f"conv {field} = {value!r}", g
+    how = int(rng.integers(3))
+    edges = list(g.edges)
+    if how == 0:
+        g.edges.remove(edges[int(rng.integers(len(edges)))])
+        return "an edge removed", g
+    if how == 1:
+        g.nodes["extra"] = nir.Affine(weight=node.weight.copy(), bias=node.bias.copy()) \
+            if isinstance(node, nir.Affine) else nir.Flatten(input_type={"input": np.array([4])})
+        return "an unconnected node", g
+    a, b = edges[int(rng.integers(len(edges)))]
+    g.edges.append((b, a))
+    return "a cycle", g
+
+
+_BAD_NETX_META = {
+    "steps": ["abc", 2.5, 0, 10**9, -1, None, [4]],
+    "dataset": [123, ["digits"], "", None, 4.5],
+    "model": [None, 5, ""],
+    "class_names": ["0123", [1, 2], {"a": 1}],
+    "layer_copies": [0, 65, "2"],
+    "checkpoint_sha256": [5, None],
+}
+
+
+def craft_netx_metadata(net, rng: np.random.Generator):
+    """``net`` with one recorded metadata value of the wrong type or range (a valid file
+    otherwise: its checksum and digest match). Returns ``(label, network)``."""
+    import dataclasses
+
+    key = sorted(_BAD_NETX_META)[int(rng.integers(len(_BAD_NETX_META)))]
+    value = _BAD_NETX_META[key][int(rng.integers(len(_BAD_NETX_META[key])))]
+    return f"metadata {key} = {value!r}", dataclasses.replace(
+        net, metadata=dict(net.metadata, **{key: value}))

@@ -282,10 +282,14 @@ def check_graph(graph, where: str = "graph"):
                        f"has {shape[0]}")
     try:
         with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
-            _execute(graph, sem, np.zeros((1, *shape)), 1, literal=False, dtype=np.float64,
-                     batch_size=1)
+            # a white image (uint8 255, normalised): every input pixel is non-zero
+            probe = np.full((1, *shape), 255, np.uint8)
+            if len(shape) == 3:
+                probe = normalize_pixels(probe, sem.mean, sem.std)
+            _execute(graph, sem, probe.astype(np.float64), 1, literal=False, dtype=np.float64,
+                     batch_size=1, strict=True)
     except FloatingPointError as exc:
-        raise NirError(f"{where}: the network's values overflow float64 on a blank input "
+        raise NirError(f"{where}: the network's values overflow float64 on a white image "
                        f"({exc}); its parameters are absurd: the file is damaged") from None
     except NirError:
         raise
@@ -341,8 +345,13 @@ def run_nir(
 
 
 def _execute(graph, sem, x: np.ndarray, t_max: int, *, literal: bool, dtype, batch_size: int,
-             labels: np.ndarray | None = None) -> NirRunResult:
-    """The run of :func:`run_nir` on a checked graph and normalised inputs."""
+             labels: np.ndarray | None = None, strict: bool = False) -> NirRunResult:
+    """The run of :func:`run_nir` on a checked graph and normalised inputs.
+
+    The input of every ``IF`` and ``Output`` node must be finite (BLAS-backed products can
+    overflow without numpy noticing); with ``strict`` (the dry run of :func:`check_graph`),
+    every node's input must also have the shape the node declares.
+    """
     nir = require_nir()
     inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
     outputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Output)]
@@ -384,6 +393,10 @@ def _execute(graph, sem, x: np.ndarray, t_max: int, *, literal: bool, dtype, bat
                 total = values[preds[name][0]]
                 for p in preds[name][1:]:
                     total = total + values[p]
+                if strict:
+                    _check_input_shape(name, graph.nodes[name], total)
+                if (name in neurons or name == outputs[0]) and not np.all(np.isfinite(total)):
+                    raise FloatingPointError(f"the input of node {name!r} overflows")
                 if name in neurons:
                     values[name] = _if_step(name, neurons[name], graph.nodes[name], total, v,
                                             literal)
@@ -397,6 +410,17 @@ def _execute(graph, sem, x: np.ndarray, t_max: int, *, literal: bool, dtype, bat
         out_steps.append(np.stack(rows))
     outputs_all = np.concatenate(out_steps, axis=1) if out_steps else np.zeros((t_max, 0, 0))
     return NirRunResult(outputs_all, counts, None if labels is None else np.asarray(labels))
+
+
+def _check_input_shape(name: str, node, total: np.ndarray) -> None:
+    """``total`` (one batch) has the input shape ``node`` declares, when it declares one."""
+    declared = (getattr(node, "input_type", None) or {}).get("input")
+    if declared is None or np.asarray(declared).size == 0:
+        return
+    want = tuple(int(v) for v in np.asarray(declared).reshape(-1))
+    if tuple(total.shape[1:]) != want:
+        raise NirError(f"node {name!r} ({type(node).__name__}) declares input shape {want} but "
+                       f"receives {tuple(total.shape[1:])}; the graph is damaged")
 
 
 def _if_step(name, sem, node, total: np.ndarray, v: dict, literal: bool) -> np.ndarray:

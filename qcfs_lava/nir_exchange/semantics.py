@@ -225,6 +225,7 @@ def graph_semantics(graph, where: str = "graph") -> GraphSemantics:
         steps = ours.get("steps")
         if steps is not None:
             steps = exact_int(steps, f"metadata {NAMESPACE}.steps", 1, STEPS_MAX)
+        # provenance only (0 when absent, as in a hand-built graph); checked when present
         levels = exact_int(ours.get("levels", 0), f"metadata {NAMESPACE}.levels", 0, LEVELS_MAX)
         phi = finite_float(ours.get("phi", 0.0), f"metadata {NAMESPACE}.phi", 0.0, 1.0)
         names: tuple[str, ...] = ()
