@@ -50,6 +50,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the damage generators shared with the fuzz tests
+sys.path.insert(0, str(ROOT))  # this tree's qcfs_lava (as the workers), not an installed one
 
 from netfuzz import (  # noqa: E402
     ERROR,

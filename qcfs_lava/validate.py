@@ -174,16 +174,16 @@ def check_recorded_metadata(meta: Mapping[str, Any], where: str = "metadata") ->
         InvalidValueError: every bad field, in one message.
     """
     problems = []
-    checks = {
-        "steps": lambda v, w: exact_int(v, w, 1, STEPS_MAX),
-        "layer_copies": lambda v, w: exact_int(v, w, 1, 64),
-    }
-    for key, fn in checks.items():
-        if key in meta:
-            try:
-                fn(meta[key], f"{where} '{key}'")
-            except InvalidValueError as exc:
-                problems.append(str(exc))
+    for key, hi in (("steps", STEPS_MAX), ("layer_copies", 64)):
+        if key not in meta:
+            continue
+        value = meta[key]
+        if isinstance(value, (np.integer, np.ndarray)) and np.ndim(value) == 0:
+            value = value.item()  # an HDF5 scalar; a list or an array of one is no integer
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{where} '{key}' must be an integer, got {meta[key]!r}"[:200])
+        elif not 1 <= value <= hi:
+            problems.append(f"{where} '{key}' = {value} is outside [1, {hi}]")
     for key in ("dataset", "model", "checkpoint", "checkpoint_sha256", "qcfs_lava_version"):
         if key in meta and (not isinstance(meta[key], str) or not meta[key]):
             problems.append(f"{where} '{key}' must be a non-empty string, got {meta[key]!r}"[:200])

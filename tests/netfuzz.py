@@ -309,7 +309,7 @@ def npz_sample(path: Path, compressed: bool) -> Path:
 
 _BAD_GRAPH_META = {
     "version": ["1", float("nan"), 1.5, 0, 99, True],
-    "steps": ["4", 2.7, float("nan"), 0, -3, 10**9, 1 << 40],
+    "steps": ["4", 2.7, float("nan"), 0, -3, 10**9, 1 << 40, np.array([4])],
     "levels": ["abc", float("nan"), 2.5, -1, 1 << 40],
     "phi": [float("nan"), "0.5", 5.0, -0.5, float("inf")],
     "class_names": ["not json", "[1, 2]", "NaN", 7, "{\"a\": 1}"],

@@ -58,6 +58,7 @@ def _first(graph, kind):
 BAD_GRAPH_METADATA = [
     ("version", "1"), ("version", float("nan")), ("version", 1.0), ("steps", "4"),
     ("steps", 2.7), ("steps", float("nan")), ("steps", 0), ("steps", True), ("levels", "abc"),
+    ("steps", np.array([4])), ("version", [1]),
     ("levels", float("nan")), ("levels", 2.5), ("phi", float("nan")), ("phi", "0.5"),
     ("phi", 5.0), ("class_names", "not json"), ("class_names", "[1, 2]"),
     ("class_names", 7), ("class_names", "NaN"), ("dataset", 123), ("model", 4.5),
@@ -201,7 +202,7 @@ def test_the_largest_recorded_t_reads(tmp_path):
 
 
 @pytest.mark.parametrize(("key", "value"), [
-    ("dataset", 123), ("dataset", ["digits"]), ("dataset", ""), ("steps", "abc"),
+    ("dataset", 123), ("dataset", ["digits"]), ("dataset", ""), ("steps", "abc"), ("steps", [4]),
     ("steps", 2.5), ("model", None), ("class_names", "0123"), ("class_names", [1, 2]),
     ("layer_copies", 0), ("checkpoint_sha256", 5),
 ])

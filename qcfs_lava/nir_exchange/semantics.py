@@ -199,6 +199,10 @@ def graph_semantics(graph, where: str = "graph") -> GraphSemantics:
         )
     ours = {k: _scalar(v) if not isinstance(v, dict) else v for k, v in ours.items()}
     with _checked(where):
+        for key in ("version", "steps", "levels", "phi"):  # one value, not a list of one
+            if key in ours and (isinstance(ours[key], (list, tuple)) or np.ndim(ours[key]) > 0):
+                raise InvalidValueError(f"metadata {NAMESPACE}.{key} must be one number, got "
+                                        f"{ours[key]!r}"[:200])
         version = exact_int(ours.get("version"), f"metadata {NAMESPACE}.version")
         if version < 1 or version > VERSION:
             raise NirError(f"{where}: qcfs-lava NIR metadata version {version}; this qcfs-lava "
