@@ -219,3 +219,11 @@ def test_a_read_only_mount_is_refused_before_any_work(work, capsys):
         refused(capsys, ["export", "v1.pt", "--out", str(ro / "q.net")], "Read-only")
     finally:
         subprocess.run(["umount", str(ro)], check=False)
+
+
+def test_json_config_records_only_the_options(work, capsys):
+    import json
+
+    assert main(["emulate", "in.net", "--samples", "2", "--steps", "1", "--json", "r.json"]) == 0
+    config = json.loads((work / "r.json").read_text())["config"]
+    assert config["json"] == "r.json" and not [k for k in config if k.startswith("_")]

@@ -118,6 +118,11 @@ def command_inputs(args: argparse.Namespace) -> list[str]:
     return paths
 
 
+def command_config(args: argparse.Namespace) -> dict:
+    """The options of a command as recorded in its JSON output (no internal fields)."""
+    return {k: v for k, v in vars(args).items() if k != "func" and not k.startswith("_")}
+
+
 def check_outputs(args: argparse.Namespace, *outputs: tuple[str | Path | None, str, str],
                   inputs: tuple[str | Path, ...] = ()) -> None:
     """Apply the output rule (:func:`qcfs_lava.validate.check_output_path`) to every file the
@@ -138,7 +143,7 @@ def check_outputs(args: argparse.Namespace, *outputs: tuple[str | Path | None, s
         check_output_path(path, arg=arg, kind=kind, inputs=every_input,
                           force=bool(getattr(args, "force", False)), others=written)
         written.append(str(path))
-    args.checked_outputs = [(p, a, k) for p, a, k in outputs if p is not None]
+    args._checked_outputs = [(p, a, k) for p, a, k in outputs if p is not None]
 
 
 def load_test_data(args: argparse.Namespace, default_dataset: str | None,
@@ -156,7 +161,7 @@ def load_test_data(args: argparse.Namespace, default_dataset: str | None,
     name = args.dataset or default_dataset
     if not name:
         raise DatasetError("no dataset given and none recorded in the file: pass --dataset")
-    checked = getattr(args, "checked_outputs", None)
+    checked = getattr(args, "_checked_outputs", None)
     if checked and name.startswith(NPZ_PREFIX) and name != NPZ_PREFIX:
         check_outputs(args, *checked, inputs=(name[len(NPZ_PREFIX):],))
     split = load_dataset(name, args.data_root)

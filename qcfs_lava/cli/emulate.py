@@ -8,6 +8,7 @@ from qcfs_lava.cli.common import (
     add_data_args,
     add_force_arg,
     check_outputs,
+    command_config,
     load_test_data,
     parse_steps,
     positive_int,
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = {
             "command": "emulate", "source": str(args.source), "dataset": split.name,
-            "config": {k: v for k, v in vars(args).items() if k != "func"},
+            "config": command_config(args),
             "error_budget": budget.to_dict(),
             "runs": {str(t): r.to_dict() for t, r in chain.runs.items()},
         }

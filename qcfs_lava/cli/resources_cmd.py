@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from qcfs_lava.cli.common import add_force_arg, check_outputs, positive_int
+from qcfs_lava.cli.common import add_force_arg, check_outputs, command_config, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     rep = map_resources(net, args.chip, ops=ops, neuron_counts=counts)
     print(format_resources_text(rep))
     if args.json:
-        config = {k: v for k, v in vars(args).items() if k != "func"}
+        config = command_config(args)
         config["steps"] = steps
         extra = {"pool_check": pools} if args.check_pools else {}
         write_json(args.json, {"command": "resources", "config": config, **rep.to_dict(),

@@ -8,6 +8,7 @@ from qcfs_lava.cli.common import (
     add_data_args,
     add_force_arg,
     check_outputs,
+    command_config,
     load_test_data,
     positive_int,
 )
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 write_json(args.json, {
                     "command": "simulate", "file": str(args.file), "dataset": split.name,
-                    "config": {k: v for k, v in vars(args).items() if k != "func"},
+                    "config": command_config(args),
                     "failed_shards": {f"{a}..{b - 1}": msg
                                       for (a, b), msg in sorted(exc.failures.items())},
                     "completed_shards": {f"{a}..{b - 1}": r.to_dict()
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = {
             "command": "simulate", "file": str(args.file), "dataset": split.name,
-            "config": {k: v for k, v in vars(args).items() if k != "func"},
+            "config": command_config(args),
             "result": result.to_dict(),
             "wall_s": wall,
         }
