@@ -31,13 +31,13 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
-# Speed benchmarks (results in benchmarks/results/; quoted in README).
+# Speed benchmarks (results in benchmarks/results/; quoted in docs/speed.md).
 bench: setup
 	# spikingjelly 2.0.0 declares torchaudio and tensorboard, which the benchmark does not use
 	$(BIN)/python -m pip install -q --no-deps spikingjelly==2.0.0
 	$(BIN)/python benchmarks/bench_emulator.py
 	$(BIN)/python benchmarks/bench_lava.py
-	# not a speed benchmark: damaged-file counts for README's "Failure modes"
+	# not a speed benchmark: damaged-file counts for docs/failure-modes.md
 	$(BIN)/python benchmarks/bench_fuzz.py
 
 clean-venv:

@@ -9,13 +9,14 @@ and emulates it exactly like the real network, on the same images and T:
 - ``8``: the real conversion (what ``export`` writes);
 - ``8-copiesK`` for each ``--copies``: 8-bit weights, but a residual add's grid set by its
   smaller path and the larger one (the identity shortcut) carried by up to ``K`` synapse
-  copies (``qcfs_lava.convert.SYNAPSE_COPIES_MAX``; exact in every stage, hardware-legal);
+  copies (``ConversionConfig.synapse_copies``; exact in every stage, hardware-legal);
 - ``8-layer-copiesK`` for each ``--layer-copies``: 8-bit weights, every single-synapse
   layer on a grid ``K`` times finer, its weights carried by up to ``K`` synapse copies
-  (``qcfs_lava.convert.LAYER_COPIES_MAX``; exact in every stage, hardware-legal, up to ``K``
+  (``ConversionConfig.layer_copies``; exact in every stage, hardware-legal, up to ``K``
   times the layer's synaptic operations);
-- ``B`` for each ``--bits``: weights with ``B`` bits instead of 8 (membrane, synaptic sum and
-  bias ranges widened by the same factor, so the headroom in thresholds is unchanged).
+- ``B`` for each ``--bits``: weights with ``B`` bits instead of 8 (``ConversionConfig.weight_bits``;
+  membrane, synaptic sum and bias ranges widened by the same factor, so the headroom in
+  thresholds is unchanged; the network carries these ranges and the emulator follows them).
 
 If the gap closes with wider weights, the weight grid is the cause; the per-layer quantization
 report (weight step against each synapse's largest weight) then says which layers. Membrane
@@ -37,54 +38,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-from qcfs_lava import convert as convert_mod
-from qcfs_lava import emulator as emulator_mod
-from qcfs_lava import hardware as hw
 from qcfs_lava.checkpoint import checkpoint_sha256, load_checkpoint
+from qcfs_lava.convert import ConversionConfig
 from qcfs_lava.data import load_dataset, normalize
 from qcfs_lava.emulator import emulate
 from qcfs_lava.io import write_json
 from qcfs_lava.pipeline import convert_checkpoint
 from qcfs_lava.snn import snn_outputs
-
-_WIDENED = ("WEIGHT_MIN", "WEIGHT_MAX", "STATE_MIN", "STATE_MAX", "SYNAPSE_OUT_MIN",
-            "SYNAPSE_OUT_MAX", "BIAS_MANT_MIN", "BIAS_MANT_MAX")
-
-
-@contextmanager
-def weight_bits(bits: int, copies: int = 1, layer_copies: int = 1):
-    """Temporarily allow ``bits``-bit weights, up to ``copies`` copies of a residual add's
-    synapse and up to ``layer_copies`` copies of a single-synapse layer's weights.
-
-    Wider weights scale every layer's state up by ``2**(bits - 8)``; the membrane, synaptic
-    sum and bias ranges are widened by the same factor so the headroom (in thresholds) stays
-    what it is with 8 bits, and only the weight grid differs.
-    """
-    saved = {name: getattr(hw, name) for name in _WIDENED}
-    if not 8 <= bits <= 12:
-        raise ValueError(f"bits must be 8..12 (the int32 membrane of the emulator), got {bits}")
-    saved_q = (convert_mod.WEIGHT_QMAX, convert_mod.SYNAPSE_COPIES_MAX, emulator_mod._A_LIMIT,
-               convert_mod.LAYER_COPIES_MAX)
-    extra = 1 << (bits - 8)
-    emulator_mod._A_LIMIT = saved_q[2] * extra
-    for name in _WIDENED:
-        setattr(hw, name, saved[name] * extra)
-    qmax = (1 << (bits - 1)) - 1
-    hw.WEIGHT_MIN, hw.WEIGHT_MAX, convert_mod.WEIGHT_QMAX = -2 * (qmax + 1), 2 * qmax, qmax
-    convert_mod.SYNAPSE_COPIES_MAX = copies
-    convert_mod.LAYER_COPIES_MAX = layer_copies
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(hw, name, value)
-        (convert_mod.WEIGHT_QMAX, convert_mod.SYNAPSE_COPIES_MAX, emulator_mod._A_LIMIT,
-         convert_mod.LAYER_COPIES_MAX) = saved_q
 
 
 def _main_path_resolution(net, report) -> dict:
@@ -171,9 +135,10 @@ def main() -> None:
                  for k in args.layer_copies.split(",") if k.strip()]
     variants += [(str(int(b)), int(b), 1, 1) for b in args.bits.split(",") if b.strip()]
     for label, bits, copies, layer_copies in variants:
-        with weight_bits(bits, copies, layer_copies):
-            net, report, _ = convert_checkpoint(args.checkpoint, steps=max(steps))
-            runs = {t: emulate(net, x, t, labels=y, batch_size=args.batch_size) for t in steps}
+        config = ConversionConfig(weight_bits=bits, synapse_copies=copies,
+                                  layer_copies=layer_copies)
+        net, report, _ = convert_checkpoint(args.checkpoint, steps=max(steps), config=config)
+        runs = {t: emulate(net, x, t, labels=y, batch_size=args.batch_size) for t in steps}
         result["integer_snn"][label] = {
             "weight_bits": bits, "synapse_copies_max": copies,
             "layer_copies_max": layer_copies,

@@ -7,8 +7,9 @@ The pipeline, one module (or sub-package) per stage::
         -> analysis (counts, energy, reports); cli on top
 
 ``pipeline.run_chain`` is the one place the stages run in sequence; the commands, the
-reports and the notebooks format its result. The numerical contract every stage implements
-is ``docs/contract.md``.
+reports and the notebooks format its result. Imports point down through the layers drawn in
+``docs/layers.md`` (enforced by ``tests/test_layers.py``). The numerical contract every stage
+implements is ``docs/contract.md``.
 
 Importing this package is cheap: it imports neither torch nor lava. Import the
 stage you need, e.g. ``from qcfs_lava.convert import convert``.

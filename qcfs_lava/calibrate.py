@@ -65,6 +65,7 @@ from torch import nn
 
 from qcfs_lava.errors import CheckpointError, UnsupportedLayerError
 from qcfs_lava.model.qcfs import QCFS
+from qcfs_lava.model.walk import is_block, kind_of, leaves
 from qcfs_lava.progress import counter as progress_counter
 
 __all__ = [
@@ -81,7 +82,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_PASS_THROUGH = (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Identity)
 # float elements of activations held at once while collecting statistics (1 GiB)
 _STAT_BUDGET = 1 << 28
 
@@ -230,7 +230,7 @@ def percentile(values: torch.Tensor, q: float, dim: int | None = None) -> torch.
 
 
 def _activations(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.ReLU, QCFS))]
+    return [(n, m) for n, m in model.named_modules() if _role(m) == "activation"]
 
 
 @torch.no_grad()
@@ -340,20 +340,26 @@ def activation_statistics(
 # --------------------------------------------------------------------------------------
 
 
-def _is_block(m: nn.Module) -> bool:
-    return all(hasattr(m, a) for a in ("residual", "shortcut", "act")) and isinstance(
-        m.residual, nn.Sequential)
+#: What each registered module kind (:data:`qcfs_lava.model.walk.MODULE_KINDS`) is to the
+#: per-channel transform: parameters scalable per channel (``"weights"``), channels passed
+#: through unchanged (``"pass"``), a flatten, or an activation (ReLU too: calibration's input).
+ROLES: dict[str, str] = {
+    "conv": "weights",
+    "linear": "weights",
+    "batchnorm": "weights",
+    "activation": "activation",
+    "pool": "pass",
+    "skip": "pass",
+    "flatten": "flatten",
+}
 
 
-def _flat(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
-    """Nested ``nn.Sequential`` -> (path, module) in forward order; blocks stay whole."""
-    if not isinstance(module, nn.Sequential):
-        return [(prefix, module)]
-    out = []
-    for name, child in module.named_children():
-        path = f"{prefix}.{name}" if prefix else name
-        out += _flat(child, path) if isinstance(child, nn.Sequential) else [(path, child)]
-    return out
+def _role(m: nn.Module) -> str | None:
+    """``m``'s role in the per-channel transform (``None``: an unknown module)."""
+    if isinstance(m, nn.ReLU):
+        return "activation"
+    kind = kind_of(m)
+    return None if kind is None else ROLES[kind.name]
 
 
 class _Scale:
@@ -398,7 +404,7 @@ class _Scale:
 def _producer(seq: list[tuple[str, nn.Module]], i: int):
     for j in range(i - 1, -1, -1):
         m = seq[j][1]
-        if isinstance(m, _PASS_THROUGH):
+        if _role(m) == "pass":
             continue
         return _Scale.rows(m), seq[j][0]
     return None, "the model input"
@@ -408,16 +414,16 @@ def _consumer(seq: list[tuple[str, nn.Module]], i: int):
     flattened = False
     for j in range(i + 1, len(seq)):
         path, m = seq[j]
-        if isinstance(m, _PASS_THROUGH):
+        if _role(m) == "pass":
             continue
-        if isinstance(m, nn.Flatten):
+        if _role(m) == "flatten":
             flattened = True
             continue
-        if _is_block(m):
+        if is_block(m):
             if len(m.shortcut) == 0:
                 return None, f"{path} has an identity shortcut"
-            first = _flat(m.residual)[0][1]
-            short = _flat(m.shortcut)[0][1]
+            first = leaves(m.residual)[0][1]
+            short = leaves(m.shortcut)[0][1]
             a, b = _Scale.columns(first, flattened), _Scale.columns(short, flattened)
             if a is None or b is None:
                 return None, f"{path} does not start with convolutions"
@@ -437,19 +443,19 @@ def _plan(model: nn.Module) -> dict[str, tuple[Callable | None, Callable | None,
 
     def visit(seq: list[tuple[str, nn.Module]]) -> None:
         for i, (path, m) in enumerate(seq):
-            if isinstance(m, (nn.ReLU, QCFS)):
+            if _role(m) == "activation":
                 rows, where = _producer(seq, i)
                 cols, to = _consumer(seq, i)
                 plans[path] = (rows, cols, "" if rows and cols else
                                f"not exact: {where if rows is None else to}")
-            elif _is_block(m):
-                inner = _flat(m.residual, f"{path}.residual")
+            elif is_block(m):
+                inner = leaves(m.residual, f"{path}.residual")
                 visit(inner)
                 out_rows = None
                 note = f"{path}: the identity shortcut carries the block input unscaled"
                 if len(m.shortcut):
                     a = _producer(inner, len(inner))[0]
-                    short = _flat(m.shortcut, f"{path}.shortcut")
+                    short = leaves(m.shortcut, f"{path}.shortcut")
                     b = _producer(short, len(short))[0]
                     if a is not None and b is not None:
                         def out_rows(s: torch.Tensor, a=a, b=b) -> None:
@@ -462,7 +468,7 @@ def _plan(model: nn.Module) -> dict[str, tuple[Callable | None, Callable | None,
                     note = f"not exact: {to}"
                 plans[f"{path}.act"] = (out_rows, cols, note)
 
-    visit(_flat(model))
+    visit(leaves(model))
     return plans
 
 
@@ -556,8 +562,7 @@ def finetune_(
         ``x_float``: ``(N, C, H, W)``; ``y``: ``(N,)``.
     """
     from qcfs_lava.progress import bar as progress_bar
-    from qcfs_lava.snn import evaluate_ann
-    from qcfs_lava.train import train_epoch
+    from qcfs_lava.snn import evaluate_ann, train_epoch
 
     epochs = int(config.finetune_epochs)
     if epochs == 0:

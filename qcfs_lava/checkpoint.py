@@ -9,8 +9,10 @@ loads with ``torch.load(..., weights_only=True)``. Keys: ``format`` (:data:`FORM
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pickle
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,18 @@ from torch import nn
 
 from qcfs_lava.errors import CheckpointError
 from qcfs_lava.io import save_torch
+from qcfs_lava.validate import (
+    INDEX_MAX,
+    LEVELS_MAX,
+    InvalidValueError,
+    exact_int,
+    exact_int_vector,
+    finite_float,
+    is_plain,
+)
 
-__all__ = ["FORMAT", "VERSION", "Checkpoint", "checkpoint_sha256", "load_checkpoint",
-           "save_checkpoint"]
+__all__ = ["FORMAT", "VERSION", "Checkpoint", "check_checkpoint_dict", "checkpoint_sha256",
+           "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "qcfs-lava-checkpoint"
 VERSION = 1
@@ -126,10 +137,6 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
     return save_torch(checkpoint.to_dict(), path)
 
 
-_REQUIRED = ("model", "model_kwargs", "state_dict", "levels", "phi", "activation", "dataset",
-             "input_shape", "num_classes")
-
-
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
 
@@ -138,7 +145,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             format version, or lacks required fields.
     """
     from qcfs_lava.safe_hdf5 import file_kind
-    from qcfs_lava.validate import check_checkpoint_dict, check_torch_archive
+    from qcfs_lava.validate import check_torch_archive
 
     path = Path(path)
     if not path.is_file():
@@ -177,26 +184,145 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
         raise CheckpointError(f"{path} has checkpoint version {version}; this "
                               f"qcfs-lava reads version <= {VERSION}: upgrade qcfs-lava")
-    missing = [k for k in _REQUIRED if k not in data]
+    missing = [f.name for f in dataclasses.fields(Checkpoint)
+               if _required(f) and f.name not in data]
     if missing:
         raise CheckpointError(f"{path} lacks the fields {missing}; the file is incomplete")
     fields = check_checkpoint_dict(data, path)  # exact types, ranges and lengths
-    return Checkpoint(
-        model=fields["model"],
-        model_kwargs=fields["model_kwargs"],
-        state_dict=fields["state_dict"],
-        levels=fields["levels"],
-        phi=fields["phi"],
-        activation=fields["activation"],
-        dataset=fields["dataset"],
-        input_shape=tuple(fields["input_shape"]),
-        num_classes=fields["num_classes"],
-        class_names=fields["class_names"],
-        mean=fields["mean"],
-        std=fields["std"],
-        epoch=fields["epoch"],
-        best_accuracy=fields["best_accuracy"],
-    )
+    fields["input_shape"] = tuple(fields["input_shape"])
+    return Checkpoint(**fields)
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _field_checks() -> dict[str, Callable[[Any, str], Any]]:
+    """One check per :class:`Checkpoint` field: exact type and range; returns the plain value."""
+    from qcfs_lava.data import DATASETS, NPZ_PREFIX
+    from qcfs_lava.model.zoo import ACTIVATIONS, MODELS
+
+    def one_of(choices: Iterable[str]):
+        choices = tuple(choices)
+
+        def fn(value, where):
+            if not isinstance(value, str) or value not in choices:
+                raise InvalidValueError(f"{where} = {value!r} is not one of {', '.join(choices)}")
+            return value
+        return fn
+
+    def float_list(value, where):
+        if not isinstance(value, (list, tuple)):
+            raise InvalidValueError(
+                f"{where} must be a list of numbers, got {type(value).__name__}")
+        return [finite_float(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+    def str_list(value, where):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise InvalidValueError(f"{where} must be a list of strings")
+        return list(value)
+
+    def kwargs(value, where):
+        if not isinstance(value, dict) or not is_plain(value):
+            raise InvalidValueError(f"{where} must be a dict of str keys and plain values "
+                                    f"(numbers, strings, lists), got {type(value).__name__}")
+        return dict(value)
+
+    def state_dict(value, where):
+        if not isinstance(value, dict) or not value:
+            raise InvalidValueError(f"{where} must be a non-empty dict of tensors")
+        bad = [k for k, v in value.items() if not isinstance(k, str) or not torch.is_tensor(v)]
+        if bad:
+            raise InvalidValueError(f"{where} has entries that are not str -> tensor: {bad[:5]}")
+        nonfinite = [k for k, v in value.items()
+                     if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if nonfinite:
+            raise InvalidValueError(f"{where} has NaN or infinite values in {nonfinite[:5]}")
+        return dict(value)
+
+    def dataset(value, where):
+        # a user's own arrays are recorded as ``npz:PATH`` (the file is checked when loaded)
+        if isinstance(value, str) and value.startswith(NPZ_PREFIX) and len(value) > len(NPZ_PREFIX):
+            return value
+        return one_of(DATASETS)(value, where)
+
+    return {
+        "model": one_of(MODELS),
+        "model_kwargs": kwargs,
+        "state_dict": state_dict,
+        "levels": lambda v, w: exact_int(v, w, 1, LEVELS_MAX),
+        "phi": lambda v, w: finite_float(v, w, 0.0, 1.0),
+        "activation": one_of(ACTIVATIONS),
+        "dataset": dataset,
+        "input_shape": lambda v, w: exact_int_vector(v, w, 1, INDEX_MAX, 3),
+        "num_classes": lambda v, w: exact_int(v, w, 1, INDEX_MAX),
+        "class_names": str_list,
+        "mean": float_list,
+        "std": float_list,
+        "epoch": lambda v, w: exact_int(v, w, 0, None),
+        "best_accuracy": lambda v, w: None if v is None else finite_float(v, w, 0.0, 1.0),
+    }
+
+
+def check_checkpoint_dict(data: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
+    """Validate every field of a loaded checkpoint dict (types, ranges, lengths).
+
+    The fields, which are required and their defaults come from :class:`Checkpoint`.
+
+    Returns:
+        The :class:`Checkpoint` fields converted to plain Python values (ints, floats, lists).
+
+    Raises:
+        CheckpointError: one message listing every bad field, naming the file and the fix.
+    """
+    checks = _field_checks()
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+
+    def check(key: str, fn, required: bool = True, default: Any = None) -> None:
+        if key not in data:
+            if required:
+                problems.append(f"'{key}' is missing")
+            out[key] = default
+            return
+        try:
+            out[key] = fn(data[key], f"'{key}'")
+        except InvalidValueError as exc:
+            problems.append(str(exc))
+
+    try:
+        exact_int(data["version"], "'version'", 1, None)
+    except KeyError:
+        problems.append("'version' is missing")
+    except InvalidValueError as exc:
+        problems.append(str(exc))
+    for f in dataclasses.fields(Checkpoint):
+        default = None if _required(f) else (
+            f.default if f.default_factory is dataclasses.MISSING else f.default_factory())
+        check(f.name, checks[f.name], required=_required(f), default=default)
+    if not problems:
+        problems += _consistency_problems(out)
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {path} is invalid: {'; '.join(problems)}; the file is damaged or was "
+            "not written by qcfs-lava: train again or re-import the reference weights"
+        )
+    return out
+
+
+def _consistency_problems(out: Mapping[str, Any]) -> list[str]:
+    problems = []
+    channels = out["input_shape"][0]
+    for key in ("mean", "std"):
+        if out[key] and len(out[key]) != channels:
+            problems.append(f"'{key}' has {len(out[key])} values for {channels} input "
+                            "channels")
+    if any(s <= 0 for s in out["std"]):
+        problems.append("'std' must be positive")
+    if out["class_names"] and len(out["class_names"]) != out["num_classes"]:
+        problems.append(f"'class_names' has {len(out['class_names'])} names for "
+                        f"{out['num_classes']} classes")
+    return problems
 
 
 def checkpoint_sha256(path: str | Path) -> str:

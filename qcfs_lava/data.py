@@ -41,6 +41,7 @@ import gzip
 import hashlib
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,8 @@ __all__ = [
     "find_data",
     "load_dataset",
     "load_npz",
+    "load_test_samples",
+    "check_sample_shape",
     "normalize",
     "read_idx",
     "torch_dataset",
@@ -567,19 +570,6 @@ def _labels(y: np.ndarray, n: int, key: str, what: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _check_classes(y_train: np.ndarray, classes: int, what: str) -> None:
-    """Every class ``0..classes-1`` has training images (1-based labels leave class 0 empty)."""
-    counts = np.bincount(y_train, minlength=classes)
-    empty = np.flatnonzero(counts == 0)
-    if empty.size:
-        hint = (" (1-based labels? subtract 1 so that they start at 0)" if empty[0] == 0
-                else "")
-        listed = ", ".join(str(int(c)) for c in empty[:8]) + (", ..." if empty.size > 8 else "")
-        raise DatasetError(f"{what}: the labels run 0..{classes - 1} but the training part has "
-                           f"no image of class {listed}{hint}; labels must be 0..classes-1 and "
-                           "every class needs training images")
-
-
 def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float = 0.2) -> DataSplit:
     """A user's own images from an ``.npz`` file.
 
@@ -588,7 +578,8 @@ def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float 
     ``x_test``/``y_test`` as well, ``x``/``y`` are the training part; otherwise the last
     ``round(test_fraction * count)`` images of each class (in file order, at least one for a class
     of two or more) are the test part. An optional ``class_names`` string array names the classes.
-    Mean and std come from the training part.
+    Mean and std come from the training part. The name recorded is ``npz:`` and the file's
+    absolute path, so later commands find the file from any folder.
 
     Args:
         path: the ``.npz`` file.
@@ -597,9 +588,10 @@ def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float 
 
     Raises:
         DatasetError: missing or unreadable file, missing arrays, wrong dtype/shape, labels out
-            of range, or test images of another shape than the training ones.
+            of range, a class without training images (e.g. 1-based labels), or test images
+            of another shape than the training ones.
     """
-    path = Path(path)
+    path = Path(path).absolute()  # recorded absolute: later commands may run elsewhere
     name = name or f"{NPZ_PREFIX}{path}"
     arrays = _read_npz(path, name, labels=(("y", "x"), ("y_test", "x_test")))
     missing = [k for k in ("x", "y") if k not in arrays]
@@ -628,7 +620,13 @@ def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float 
                                "for testing; add images or give x_test/y_test")
         x_tr, y_tr, x_te, y_te = x[train], y[train], x[test], y[test]
     classes = int(max(y_tr.max(), y_te.max())) + 1
-    _check_classes(y_tr, classes, name)
+    empty = np.flatnonzero(np.bincount(y_tr, minlength=classes) == 0)
+    if empty.size:
+        one_based = int(min(y_tr.min(), y_te.min())) == 1
+        raise DatasetError(
+            f"{name}: class(es) {', '.join(map(str, empty[:10]))} have no training images "
+            f"(labels go up to {classes - 1}); labels must be 0..classes-1 with every class "
+            "present" + ("; they look 1-based: save y - 1" if one_based else ""))
     if "class_names" in arrays:
         names = [str(v) for v in np.asarray(arrays["class_names"]).reshape(-1)]
         if len(names) < classes:
@@ -694,6 +692,59 @@ def load_dataset(
             raise DatasetError("dataset 'npz:' names no file; write npz:PATH/TO/FILE.npz")
         return load_npz(name[len(NPZ_PREFIX):])
     raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def load_test_samples(name: str | None, root: str | Path | None = None,
+                      samples: int | None = None) -> tuple[np.ndarray, np.ndarray, DataSplit]:
+    """The first ``samples`` test samples of a dataset (all when ``None``).
+
+    Args:
+        name: dataset name (:func:`load_dataset`); usually the one recorded in a network.
+        root: folder with the files.
+        samples: how many test samples to keep from the start of the test split.
+
+    Returns:
+        ``(x_uint8, y, split)``, ``x_uint8`` C-contiguous.
+
+    Raises:
+        DatasetError: no name, or what :func:`load_dataset` raises.
+    """
+    if not name:
+        raise DatasetError("no dataset given and none recorded in the file: pass --dataset")
+    split = load_dataset(name, root)
+    x, y = split.x_test, split.y_test
+    if samples is not None:
+        x, y = x[:samples], y[:samples]
+    return np.ascontiguousarray(x), y, split
+
+
+def check_sample_shape(x: np.ndarray, split: DataSplit, input_shape: Sequence[int],
+                       source: str | Path, own_dataset: str | None) -> None:
+    """Refuse test samples ``x`` (of ``split``) that a model of ``input_shape`` cannot take.
+
+    Raises:
+        DatasetError: naming the dataset, the file ``source`` and the dataset to pass instead.
+    """
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        hint = f"--dataset {own_dataset} (its own dataset) or " if own_dataset else ""
+        raise DatasetError(
+            f"dataset {split.name!r} has samples of shape {tuple(x.shape[1:])}, but {source} "
+            f"takes {tuple(input_shape)}; pass {hint}a dataset of that shape")
+
+
+def check_label_range(split: DataSplit, num_classes: int) -> None:
+    """Refuse a test split with a label a model of ``num_classes`` outputs cannot predict (it
+    would only count as an error: a wrong dataset, not a bad model).
+
+    Raises:
+        DatasetError: naming the dataset, its largest label and the model's classes.
+    """
+    labels = split.y_test
+    if len(labels) and int(labels.max()) >= num_classes:
+        raise DatasetError(
+            f"dataset {split.name!r} has the label {int(labels.max())} but the model has "
+            f"{num_classes} outputs (classes 0..{num_classes - 1}); pass the dataset the model "
+            "was trained on (--dataset)")
 
 
 class _ArrayDataset(torch.utils.data.Dataset):

@@ -10,8 +10,9 @@ provably loses nothing:
   synapse when the network is compiled), otherwise in float64 (exact below ``2**53``);
   TF32 is switched off, and on GPUs convolutions run as unfold + matmul (no Winograd/FFT);
 - the shift ``acc * 2**e`` / ``floor(acc / 2**-e)`` runs in the sum's dtype (a product by
-  a power of two, exact); the result is clipped to +-2**25 (beyond that the membrane
-  saturates whatever the exact value) and the membrane runs in int32.
+  a power of two, exact); the result is clipped to +-2**25 (the network's drive limit,
+  ``IntegerRanges.drive_limit``; beyond it the membrane saturates whatever the exact value)
+  and the membrane runs in int32.
 
 A hidden layer fed by spikes only runs its whole update in float32 when that is exact (the
 "float32 layer"): its weights are pre-multiplied by ``2**e`` and its bias is the convolution's
@@ -62,6 +63,7 @@ import torch
 import torch.nn.functional as F
 
 from qcfs_lava import hardware as hw
+from qcfs_lava.digest import NUM_LIMBS, digest_keys, join_limbs, key_limbs
 from qcfs_lava.network import INPUT, IntegerNetwork, Synapse, SynapseGeometry
 from qcfs_lava.progress import counter
 from qcfs_lava.results import RecordMode, SpikeRunResult, argmax_first, check_run_arguments
@@ -146,6 +148,7 @@ class _CompiledLayer:
     mult: float  # 2**e
     e: int
     drive_bound: int  # max |a + bias| over every step, neuron and input
+    ranges: hw.IntegerRanges  # the network's: state range and drive limit
 
     def may_saturate(self, v_init: int, steps: int) -> bool:
         """Whether the membrane can leave the 24-bit state range within ``steps`` steps.
@@ -155,7 +158,7 @@ class _CompiledLayer:
         (only when ``v >= v_th``) moves ``v`` towards 0 without crossing it. A layer whose
         bound stays inside the range needs no saturation check.
         """
-        limit = min(hw.STATE_MAX, -hw.STATE_MIN)
+        limit = min(self.ranges.state_max, -self.ranges.state_min)
         return abs(v_init) + steps * self.drive_bound > limit
 
 
@@ -221,6 +224,7 @@ def _compile_layer(net: IntegerNetwork, layer, device: torch.device) -> _Compile
         mult=2.0 ** e,
         e=e,
         drive_bound=a_bound + int(np.abs(bias).max(initial=0)),
+        ranges=net.ranges,
     )
 
 
@@ -345,22 +349,19 @@ def _compile_synapse(syn: Synapse, in_shape: tuple[int, ...], device: torch.devi
                             channel_scale=channel_scale)
 
 
-# |v| <= 2**23 and |bias| < 2**18, so any |a| beyond 2**25 saturates the membrane whatever
-# its exact value: clipping a there keeps every result (and the saturation count) while
-# v + a + bias fits int32.
-_A_LIMIT = float(1 << 25)
+def _shift(acc: torch.Tensor, mult: float, e: int, limit: float) -> torch.Tensor:
+    """``a = acc * 2**e`` (floor for ``e < 0``), clipped to ``+-limit``, as int32.
 
-
-def _shift(acc: torch.Tensor, mult: float, e: int) -> torch.Tensor:
-    """``a = acc * 2**e`` (floor for ``e < 0``), clipped to +-2**25, as int32.
-
-    ``acc`` holds exact integers (float32 below 2**24 or float64), so the product by a power
-    of two and the floor are exact.
+    ``limit`` is the network's :attr:`~qcfs_lava.hardware.IntegerRanges.drive_limit`
+    (``2**25`` for Loihi's ranges): beyond it the membrane saturates whatever ``a``'s exact
+    value, so the clip keeps every result (and the saturation count) while ``v + a + bias``
+    fits int32. ``acc`` holds exact integers (float32 below 2**24 or float64), so the
+    product by a power of two and the floor are exact.
     """
     a = acc * mult
     if e < 0:
         a = torch.floor(a)
-    return a.clamp_(-_A_LIMIT, _A_LIMIT).to(torch.int32)
+    return a.clamp_(-limit, limit).to(torch.int32)
 
 
 @contextlib.contextmanager
@@ -382,6 +383,7 @@ def emulate(
     *,
     labels: np.ndarray | None = None,
     record: RecordMode | str | None = None,
+    digest_key: int | None = None,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = False,
@@ -396,6 +398,8 @@ def emulate(
         record: a :class:`~qcfs_lava.results.RecordMode` or its name: ``None`` (counts per
             layer only), ``"counts"`` (also per-neuron spike counts, needed for exact SynOps)
             or ``"spikes"`` (also full spike trains).
+        digest_key: also compute each sample's and layer's keyed spike-train digest
+            (:mod:`qcfs_lava.digest`), as the Lava neuron model does; ``None``: none.
         batch_size: samples per batch.
         device: torch device.
         progress: show a tqdm bar that advances every time step of every batch (so a long
@@ -412,6 +416,7 @@ def emulate(
     # a saturation check only where the membrane can leave the state range within T steps
     check = [cl.may_saturate(lay.v_init, steps) for cl, lay in zip(layers, net.layers,
                                                                    strict=True)]
+    state_min, state_max = net.ranges.state_min, net.ranges.state_max
     hidden = net.layers[:-1]
     sum_dtype = [torch.float32 if lay.num_neurons < FLOAT32_EXACT else torch.float64
                  for lay in hidden]
@@ -423,6 +428,11 @@ def emulate(
                      if record is not RecordMode.TOTAL else None)
     spikes = ([np.zeros((n, steps, *lay.shape), dtype=bool) for lay in hidden]
               if record is RecordMode.SPIKES else None)
+    # digest words split into 16-bit limbs: a step's spikes times the limbs is exact in float64
+    limbs = ([torch.as_tensor(key_limbs(digest_keys(digest_key, li, steps, lay.num_neurons)),
+                              device=device) for li, lay in enumerate(hidden)]
+             if digest_key is not None else None)
+    digests = np.zeros((n, len(hidden)), dtype=np.uint64) if limbs is not None else None
     batches = range(0, n, batch_size)
     steps_bar = counter(len(batches) * steps, desc="emulate", unit="step", enabled=progress)
     with torch.no_grad(), _exact_matmul(), steps_bar:
@@ -439,7 +449,8 @@ def emulate(
             ]
             # float32 too: |drive| <= 2**25 + 2**18, and v + drive is exact whenever it lies
             # in the state range (beyond it, rounding keeps it beyond, on the same side)
-            drive = [(_shift(fixed[li], cl.mult, cl.e) + cl.bias).to(torch.float32)
+            drive = [(_shift(fixed[li], cl.mult, cl.e, cl.ranges.drive_limit) + cl.bias)
+                     .to(torch.float32)
                      if cl.input_only else None for li, cl in enumerate(layers)]
             v = [torch.full((b, *lay.shape), lay.v_init, device=device,
                             dtype=torch.float32 if cl.float32 or cl.input_only
@@ -454,6 +465,8 @@ def emulate(
                        for lay in hidden] if neuron_counts is not None else None)
             totals = torch.zeros((b, len(hidden)), dtype=torch.float64, device=device)
             sat = torch.zeros((b, len(net.layers)), dtype=torch.int64, device=device)
+            limb_sums = (torch.zeros((b, len(hidden), NUM_LIMBS), dtype=torch.float64,
+                                     device=device) if limbs is not None else None)
             for t in range(steps):
                 out: list[torch.Tensor] = []
                 for li, cl in enumerate(layers):
@@ -472,13 +485,13 @@ def emulate(
                         for syn in cl.synapses:
                             if syn.source != INPUT:
                                 acc = acc + syn(out[syn.source])
-                        vl = v[li] + _shift(acc, cl.mult, cl.e) + cl.bias
+                        vl = v[li] + _shift(acc, cl.mult, cl.e, cl.ranges.drive_limit) + cl.bias
                     if check[li]:
                         low, high = torch.aminmax(vl)
-                        if low < hw.STATE_MIN or high > hw.STATE_MAX:
-                            over = (vl > hw.STATE_MAX) | (vl < hw.STATE_MIN)
+                        if low < state_min or high > state_max:
+                            over = (vl > state_max) | (vl < state_min)
                             sat[:, li] += over.reshape(b, -1).sum(1)
-                            vl = vl.clamp_(hw.STATE_MIN, hw.STATE_MAX)
+                            vl = vl.clamp_(state_min, state_max)
                     v_th = cl.v_th
                     if v_th is not None:
                         sf = torch.ge(vl, v_th, out=spike_buf[li])
@@ -493,6 +506,8 @@ def emulate(
                             totals[:, li] += sf.reshape(b, -1).sum(1, dtype=sum_dtype[li])
                         if spikes is not None:
                             spikes[li][lo:hi, t] = sf.cpu().numpy() != 0
+                        if limb_sums is not None:
+                            limb_sums[:, li] += sf.reshape(b, -1).to(torch.float64) @ limbs[li][t]
                         out.append(sf)
                     v[li] = vl
                 steps_bar.update(1)
@@ -505,6 +520,8 @@ def emulate(
                     neuron_counts[li][lo:hi] = c.cpu().numpy()
             spike_counts[lo:hi] = totals.to(torch.int64).cpu().numpy()
             saturations[lo:hi] = sat.cpu().numpy()
+            if limb_sums is not None:
+                digests[lo:hi] = join_limbs(limb_sums.cpu().numpy())
     return SpikeRunResult(
         steps=steps,
         layer_names=tuple(lay.name for lay in net.layers),
@@ -513,6 +530,8 @@ def emulate(
         spike_counts=spike_counts,
         neuron_counts=tuple(neuron_counts) if neuron_counts is not None else None,
         spikes=tuple(spikes) if spikes is not None else None,
+        digests=digests,
+        digest_key=digest_key,
         saturations=saturations,
         labels=labels,
         backend="emulator",

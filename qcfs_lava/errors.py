@@ -11,6 +11,10 @@ class UnsupportedLayerError(QcfsLavaError):
     """A model contains modules the converter cannot turn into spiking layers."""
 
 
+class ModelConfigError(QcfsLavaError, ValueError):
+    """A model the registry cannot build: unknown name or activation, or an unfit input size."""
+
+
 class QuantizationError(QcfsLavaError):
     """A value cannot be represented within the Loihi integer ranges."""
 

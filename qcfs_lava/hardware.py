@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qcfs_lava.errors import NetworkValidationError
+
 # Synaptic weights. lava/proc/dense/models.py (PyDenseModelBitAcc) clips weights to
 # [-2**8, 2**8 - 1] and, for mixed-sign 8-bit weights, truncates the lowest bit
 # (lava/utils/weightutils.py: truncate_weights). The values that survive unchanged
@@ -57,6 +59,77 @@ INPUT_MAX = (1 << INPUT_BITS) - 1
 # every synaptic sum provably inside this range, so the clamp never acts.
 SYNAPSE_OUT_MIN = STATE_MIN
 SYNAPSE_OUT_MAX = STATE_MAX
+
+
+@dataclass(frozen=True)
+class IntegerRanges:
+    """The integer ranges a network is built for: Loihi's (:data:`LOIHI_RANGES`, 8-bit
+    weights), or, for an experiment only, ``weight_bits`` up to 12.
+
+    Wider weights scale every layer's state by ``2**(weight_bits - 8)``, so the membrane,
+    synaptic-sum and bias ranges widen by the same factor and the headroom (in thresholds)
+    stays what it is with 8 bits; narrower weights keep Loihi's ranges. Stored weights are
+    ``2q`` with ``q`` a signed ``weight_bits``-bit integer, as with 8 bits.
+    """
+
+    weight_bits: int = WEIGHT_PRECISION_BITS
+
+    def __post_init__(self) -> None:
+        if isinstance(self.weight_bits, bool) or not isinstance(self.weight_bits, int) \
+                or not 2 <= self.weight_bits <= WIDEST_WEIGHT_BITS:
+            raise NetworkValidationError(
+                f"weight_bits must be an int in [2, {WIDEST_WEIGHT_BITS}] (the emulator's int32 "
+                f"membrane), got {self.weight_bits!r}")
+
+    @property
+    def widening(self) -> int:
+        """The factor every state range is widened by (1 up to 8-bit weights)."""
+        return 1 << max(self.weight_bits - WEIGHT_PRECISION_BITS, 0)
+
+    @property
+    def weight_qmax(self) -> int:
+        """Largest ``|q|`` of a stored weight ``2q`` (127 for 8 bits)."""
+        return (1 << (self.weight_bits - 1)) - 1
+
+    @property
+    def weight_min(self) -> int:
+        return -WEIGHT_STEP * (self.weight_qmax + 1)
+
+    @property
+    def weight_max(self) -> int:
+        return WEIGHT_STEP * self.weight_qmax
+
+    @property
+    def state_min(self) -> int:
+        return STATE_MIN * self.widening
+
+    @property
+    def state_max(self) -> int:
+        return STATE_MAX * self.widening
+
+    @property
+    def synapse_out_max(self) -> int:
+        return SYNAPSE_OUT_MAX * self.widening
+
+    @property
+    def bias_mant_min(self) -> int:
+        return BIAS_MANT_MIN * self.widening
+
+    @property
+    def bias_mant_max(self) -> int:
+        return BIAS_MANT_MAX * self.widening
+
+    @property
+    def drive_limit(self) -> int:
+        """A bound on ``|a|`` beyond which the membrane saturates whatever ``a``'s exact value:
+        ``|v| <= 2**23`` and ``|bias| < 2**18`` (times :attr:`widening`), so ``2**25`` (times
+        it) leaves ``v + a + bias`` inside int32 and every result unchanged."""
+        return (1 << 25) * self.widening
+
+
+# The widest weights an experiment may ask for (the emulator's int32 membrane).
+WIDEST_WEIGHT_BITS = 12
+LOIHI_RANGES = IntegerRanges()
 
 
 def vth_from_mant(vth_mant: int) -> int:

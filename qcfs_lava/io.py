@@ -55,7 +55,7 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[tuple[Path, ...]]:
     or all the new ones. (A crash of the machine between two renames can still split them;
     readers detect that, see :func:`qcfs_lava.netx.read_export_config`.)
     """
-    from qcfs_lava.validate import deferred_interrupt
+    from qcfs_lava.interrupt import deferred_interrupt
 
     with contextlib.ExitStack() as stack:
         tmps = []

@@ -30,6 +30,7 @@ import numpy as np
 
 from qcfs_lava import hardware as hw
 from qcfs_lava.errors import NetworkValidationError
+from qcfs_lava.geometry import conv_output_shape, pair
 
 # 2: NetX files carry a whole-file digest header (qcfs_lava.safe_hdf5); 1 files still read.
 FORMAT_VERSION = 2
@@ -38,13 +39,12 @@ INPUT = -1  # the ``source`` of a synapse fed by the network input
 SYNAPSE_KINDS = ("dense", "conv")
 
 
-def _pair(value, name: str, where: str) -> tuple[int, int]:
-    if np.isscalar(value):
-        value = (value, value)
-    out = tuple(int(v) for v in value)
-    if len(out) != 2:
-        raise NetworkValidationError(f"{where}: {name} must be an int or a pair, got {value!r}")
-    return out
+def _checked_pair(value, name: str, where: str) -> tuple[int, int]:
+    try:
+        return pair(value)
+    except (ValueError, TypeError):
+        raise NetworkValidationError(
+            f"{where}: {name} must be an int or a pair, got {value!r}") from None
 
 
 def _frozen_int_array(value, name: str, where: str) -> np.ndarray:
@@ -57,20 +57,6 @@ def _frozen_int_array(value, name: str, where: str) -> np.ndarray:
     arr = arr.astype(np.int64)
     arr.flags.writeable = False
     return arr
-
-
-def conv_output_shape(
-    in_hw: tuple[int, int],
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-) -> tuple[int, int]:
-    """Spatial output size of a 2-D convolution (torch's formula)."""
-    return tuple(
-        (in_hw[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1
-        for i in range(2)
-    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,11 +137,6 @@ class Synapse(SynapseGeometry):
             raise NetworkValidationError(
                 f"{where}: a {self.kind} weight must have {want_dims} dims, got {w.shape}"
             )
-        if w.size and (w.min() < hw.WEIGHT_MIN or w.max() > hw.WEIGHT_MAX):
-            raise NetworkValidationError(
-                f"{where}: weights must lie in [{hw.WEIGHT_MIN}, {hw.WEIGHT_MAX}], "
-                f"got [{w.min()}, {w.max()}]; re-quantize the model"
-            )
         if np.any(w % hw.WEIGHT_STEP):
             raise NetworkValidationError(
                 f"{where}: weights must be even (stored value 2*q, q a signed 8-bit int)"
@@ -164,7 +145,7 @@ class Synapse(SynapseGeometry):
         for name in GEOMETRY_FIELDS:
             value = getattr(self, name)
             object.__setattr__(self, name, int(value) if name == "groups"
-                               else _pair(value, name, where))
+                               else _checked_pair(value, name, where))
         if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
             raise NetworkValidationError(f"{where}: invalid stride/padding/dilation")
         if self.groups < 1 or (self.kind == "conv" and w.shape[0] % self.groups):
@@ -205,6 +186,18 @@ class Synapse(SynapseGeometry):
         """Largest possible ``|acc|`` this synapse can produce (per output neuron)."""
         per_out = np.abs(self.weight).reshape(self.weight.shape[0], -1).sum(axis=1)
         return int(per_out.max(initial=0)) * int(max_input)
+
+    def check_ranges(self, ranges: hw.IntegerRanges = hw.LOIHI_RANGES) -> None:
+        """Raise :class:`NetworkValidationError` unless every weight lies in ``ranges``.
+
+        (The network checks its synapses against its own :attr:`IntegerNetwork.ranges`.)
+        """
+        w = self.weight
+        if w.size and (w.min() < ranges.weight_min or w.max() > ranges.weight_max):
+            raise NetworkValidationError(
+                f"synapse from {self.source}: weights must lie in [{ranges.weight_min}, "
+                f"{ranges.weight_max}], got [{w.min()}, {w.max()}]; re-quantize the model"
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -251,11 +244,6 @@ class NeuronLayer:
                 f"{where}: bias_mant must have shape ({self.shape[0]},) or {self.shape}, "
                 f"got {b.shape}"
             )
-        if b.size and (b.min() < hw.BIAS_MANT_MIN or b.max() > hw.BIAS_MANT_MAX):
-            raise NetworkValidationError(
-                f"{where}: bias mantissa must lie in [{hw.BIAS_MANT_MIN}, {hw.BIAS_MANT_MAX}], "
-                f"got [{b.min()}, {b.max()}]"
-            )
         object.__setattr__(self, "bias_mant", b)
         if self.vth_mant is not None:
             vth = int(self.vth_mant)
@@ -265,8 +253,23 @@ class NeuronLayer:
                 )
             object.__setattr__(self, "vth_mant", vth)
         object.__setattr__(self, "v_init", int(self.v_init))
-        if not hw.STATE_MIN <= self.v_init <= hw.STATE_MAX:
-            raise NetworkValidationError(f"{where}: v_init {self.v_init} outside 24-bit state")
+
+    def check_ranges(self, ranges: hw.IntegerRanges = hw.LOIHI_RANGES) -> None:
+        """Raise :class:`NetworkValidationError` unless the bias mantissas, ``v_init`` and
+        every synapse's weights lie in ``ranges`` (the network checks its layers against its
+        own :attr:`IntegerNetwork.ranges`)."""
+        where = f"layer {self.name!r}"
+        b = self.bias_mant
+        if b.size and (b.min() < ranges.bias_mant_min or b.max() > ranges.bias_mant_max):
+            raise NetworkValidationError(
+                f"{where}: bias mantissa must lie in [{ranges.bias_mant_min}, "
+                f"{ranges.bias_mant_max}], got [{b.min()}, {b.max()}]"
+            )
+        if not ranges.state_min <= self.v_init <= ranges.state_max:
+            raise NetworkValidationError(f"{where}: v_init {self.v_init} outside the state range "
+                                         f"[{ranges.state_min}, {ranges.state_max}]")
+        for syn in self.synapses:
+            syn.check_ranges(ranges)
 
     @property
     def spiking(self) -> bool:
@@ -303,6 +306,9 @@ class IntegerNetwork:
         metadata: JSON-serializable facts (class names, input scaling, source checkpoint,
             the steps ``T`` it was validated at...).
         format_version: version of this structure (and of the NetX extension).
+        ranges: the integer ranges every stored value lies in: Loihi's
+            (:data:`~qcfs_lava.hardware.LOIHI_RANGES`), or wider weights for an experiment
+            (such a network emulates but is not written as NetX).
     """
 
     input_shape: tuple[int, ...]
@@ -311,6 +317,7 @@ class IntegerNetwork:
     phi: float
     metadata: Mapping[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    ranges: hw.IntegerRanges = hw.LOIHI_RANGES
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
@@ -327,6 +334,9 @@ class IntegerNetwork:
             raise NetworkValidationError("an integer network needs at least one layer")
         if int(self.levels) < 1:
             raise NetworkValidationError(f"levels must be >= 1, got {self.levels}")
+        if not isinstance(self.ranges, hw.IntegerRanges):
+            raise NetworkValidationError(f"ranges must be a hardware.IntegerRanges, got "
+                                         f"{type(self.ranges).__name__}")
         names = [layer.name for layer in self.layers]
         if len(set(names)) != len(names):
             raise NetworkValidationError(f"layer names must be unique, got {names}")
@@ -337,6 +347,7 @@ class IntegerNetwork:
                     f"layer {layer.name!r}: every hidden layer must spike (vth_mant set) and "
                     "the last layer must not (vth_mant None)"
                 )
+            layer.check_ranges(self.ranges)
             for syn in layer.synapses:
                 if not INPUT <= syn.source < i:
                     raise NetworkValidationError(
@@ -352,7 +363,7 @@ class IntegerNetwork:
                         f"layer shape is {layer.shape}"
                     )
                 max_in = hw.INPUT_MAX if syn.source == INPUT else 1
-                if syn.kind == "conv" and syn.max_abs_sum(max_in) > hw.SYNAPSE_OUT_MAX:
+                if syn.kind == "conv" and syn.max_abs_sum(max_in) > self.ranges.synapse_out_max:
                     raise NetworkValidationError(
                         f"layer {layer.name!r}: a conv synapse sum can reach "
                         f"{syn.max_abs_sum(max_in)}, beyond the 24-bit range lava's Conv "

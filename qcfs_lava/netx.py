@@ -82,6 +82,7 @@ __all__ = [
     "read_export_config",
     "netx_layer_types",
     "is_lava_dl_sequential",
+    "lava_dl_support",
     "neuron_from_group",
 ]
 
@@ -135,6 +136,22 @@ def netx_layer_types(net: IntegerNetwork) -> list[tuple[str, int | None]]:
 def is_lava_dl_sequential(net: IntegerNetwork) -> bool:
     """True when every layer is native, i.e. lava-dl's own reader can wire the whole file."""
     return all(_is_native(net, i) for i in range(len(net.layers)))
+
+
+def lava_dl_support(net: IntegerNetwork) -> tuple[str, ...]:
+    """What stock lava-dl 0.6.0 can and cannot do with ``net``'s file, as ``inspect`` lines."""
+    cannot = "stock lava-dl    cannot build it: its reader does not know the QCFS_IF neuron"
+    if is_lava_dl_sequential(net):
+        return (
+            cannot,
+            "lava-dl bridge   builds it with lava-dl's own blocks and our neuron: "
+            "qcfs_lava.lava_sim.netx_bridge.build_lava_dl_network (docs/lava-dl.md)",
+        )
+    return (
+        f"{cannot}, nor its '{MERGE_TYPE}' (residual) layers (not implemented in lava-dl 0.6.0)",
+        "lava-dl bridge   no (residual layers); run it with qcfs_lava.lava_sim.simulate "
+        "(qcfs-lava simulate)",
+    )
 
 
 # --------------------------------------------------------------------------- checksum
@@ -354,11 +371,15 @@ def write_netx(
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
-        NetxFormatError: the metadata cannot be stored (not JSON).
+        NetxFormatError: the metadata cannot be stored (not JSON), or the ranges are not
+            Loihi's.
     """
     from qcfs_lava.io import to_jsonable
 
     path = Path(path)
+    if net.ranges != hw.LOIHI_RANGES:
+        raise NetxFormatError(f"{path}: NetX holds Loihi's 8-bit weights, not this network's "
+                              f"{net.ranges.weight_bits}-bit ones; convert with weight_bits=8")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     _metadata_json(net)  # fail before creating anything
@@ -702,12 +723,7 @@ def describe_netx(path: str | os.PathLike) -> str:
         f"input shape      {'x'.join(str(s) for s in net.input_shape)} (uint8, graded)",
         f"levels, phi      {net.levels}, {net.phi}",
         f"NetX layers      {', '.join(types)}",
-        "lava-dl reader   "
-        + (
-            "sequential: lava.lib.dl.netx.hdf5 wires every layer (neuron: QCFS_IF)"
-            if is_lava_dl_sequential(net)
-            else f"has '{MERGE_TYPE}' (merge) layers: build it with qcfs_lava.lava_sim"
-        ),
+        *lava_dl_support(net),
         "",
         format_table(net),
     ]

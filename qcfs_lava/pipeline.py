@@ -27,7 +27,7 @@ from qcfs_lava.results import SpikeRunResult
 if TYPE_CHECKING:
     from qcfs_lava.analysis.breakdown import ErrorBreakdown
     from qcfs_lava.checkpoint import Checkpoint
-    from qcfs_lava.convert import QuantizationReport
+    from qcfs_lava.convert import ConversionConfig, QuantizationReport
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +67,18 @@ def _require_qcfs(path: str | Path, ckpt: Checkpoint) -> None:
 
 
 def load_source(path: str | Path, *, steps: int | None = None,
-                layer_copies: int | None = None) -> Source:
+                layer_copies: int | None = None,
+                config: ConversionConfig | None = None) -> Source:
     """Load a NetX file, or load, hash and convert a checkpoint (each exactly once).
 
     Args:
         path: a NetX file (recognised by its HDF5 signature) or a checkpoint written by
             ``qcfs-lava train`` (loaded with ``weights_only``).
         steps: the ``T`` the network is meant to run at (recorded in its metadata).
-        layer_copies: passed to :func:`qcfs_lava.convert.convert` (checkpoints only).
+        layer_copies: overrides ``config.layer_copies`` (checkpoints only).
+        config: the conversion settings (:class:`~qcfs_lava.convert.ConversionConfig`;
+            ``None``: the defaults). Checkpoints only; the fields that differ from their
+            defaults are recorded in the network's metadata.
 
     Raises:
         CheckpointError: the file is missing or unreadable (:class:`NotQcfsCheckpointError`:
@@ -82,8 +86,9 @@ def load_source(path: str | Path, *, steps: int | None = None,
         NetxFormatError: the NetX file is corrupt or of an unsupported version.
     """
     from qcfs_lava.checkpoint import checkpoint_sha256, load_checkpoint
-    from qcfs_lava.convert import convert
+    from qcfs_lava.convert import ConversionConfig, convert
 
+    config = (config or ConversionConfig()).with_layer_copies(layer_copies)
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
@@ -104,21 +109,23 @@ def load_source(path: str | Path, *, steps: int | None = None,
     }
     if steps is not None:
         meta["steps"] = int(steps)
-    if layer_copies is not None and int(layer_copies) > 1:
-        meta["layer_copies"] = int(layer_copies)
+    meta.update(config.non_defaults())
     mean, std = ckpt.normalization()
     net, report = convert(ckpt.build_model(), tuple(ckpt.input_shape), mean, std, metadata=meta,
-                          layer_copies=layer_copies)
+                          config=config)
     return Source(path, net, report, ckpt, sha)
 
 
 def convert_checkpoint(path: str | Path, *, steps: int | None = None,
-                       layer_copies: int | None = None):
+                       layer_copies: int | None = None,
+                       config: ConversionConfig | None = None):
     """Load a training checkpoint and convert it to an integer network.
 
     Args:
         path: a checkpoint written by ``qcfs-lava train`` (loaded with ``weights_only``).
         steps: the ``T`` the network is meant to run at (recorded in its metadata).
+        layer_copies: overrides ``config.layer_copies``.
+        config: the conversion settings (``None``: the defaults).
 
     Returns:
         ``(network, report, checkpoint)``.
@@ -127,18 +134,89 @@ def convert_checkpoint(path: str | Path, *, steps: int | None = None,
 
     if is_hdf5(path):
         load_checkpoint(path)  # raises: a NetX file is not a checkpoint
-    src = load_source(path, steps=steps, layer_copies=layer_copies)
+    src = load_source(path, steps=steps, layer_copies=layer_copies, config=config)
     return src.network, src.quantization, src.checkpoint
 
 
-def load_network(path: str | Path, *, steps: int | None = None):
-    """An integer network from a NetX file or a checkpoint (converted in memory).
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:6.2f}%"
 
-    Returns:
-        ``(network, report_or_None, checkpoint_or_None)``.
+
+def _pct_md(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f}%"
+
+
+@dataclass(frozen=True)
+class LavaCheck:
+    """A Lava run compared spike for spike with the emulator (:func:`check_lava`).
+
+    Attributes:
+        samples: samples run in Lava.
+        steps: ``T`` of the run.
+        accuracy: Lava's accuracy on those samples.
+        integer_snn_accuracy_same_subset: the emulator's accuracy on the same samples.
+        mismatches: differing spike and output-potential entries (must be 0).
+        mismatch_details: the differences, described (:func:`qcfs_lava.results.compare_results`).
+        lava_extra: the Lava runner's extra information (timings).
+        skipped: why Lava did not run (it could not be imported); every other field is then
+            its default.
     """
-    src = load_source(path, steps=steps)
-    return src.network, src.quantization, src.checkpoint
+
+    samples: int = 0
+    steps: int = 0
+    accuracy: float | None = None
+    integer_snn_accuracy_same_subset: float | None = None
+    mismatches: int = 0
+    mismatch_details: tuple[str, ...] = ()
+    lava_extra: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None
+
+    @property
+    def identical(self) -> bool:
+        """Lava ran and equals the emulator in every compared field."""
+        return self.skipped is None and not self.mismatches and not self.mismatch_details
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LavaCheck:
+        """The inverse of :meth:`to_dict`."""
+        if "skipped" in data:
+            return cls(skipped=data["skipped"])
+        return cls(**{**data, "mismatch_details": tuple(data.get("mismatch_details", ()))})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"skipped": reason}``, or every other field."""
+        if self.skipped is not None:
+            return {"skipped": self.skipped}
+        return {
+            "samples": self.samples,
+            "steps": self.steps,
+            "accuracy": self.accuracy,
+            "integer_snn_accuracy_same_subset": self.integer_snn_accuracy_same_subset,
+            "mismatches": self.mismatches,
+            "mismatch_details": list(self.mismatch_details),
+            "lava_extra": self.lava_extra,
+        }
+
+    def format(self) -> str:
+        """One line of text."""
+        if self.skipped is not None:
+            return f"Lava run skipped: {self.skipped}"
+        return (f"Lava at T={self.steps} on {self.samples} samples: {_pct(self.accuracy)} "
+                f"(emulator on the same: {_pct(self.integer_snn_accuracy_same_subset)}), "
+                f"{self.mismatches} mismatches")
+
+    def format_markdown(self) -> list[str]:
+        """Rows that continue :meth:`ErrorBudget.format_markdown`'s table, and a note."""
+        if self.skipped is not None:
+            return ["", f"Lava run skipped: {self.skipped}"]
+        return [
+            f"| integer SNN, emulator, on the Lava subset ({self.samples} samples) | "
+            f"{_pct_md(self.integer_snn_accuracy_same_subset)} |",
+            f"| Lava simulation ({self.samples} samples) | {_pct_md(self.accuracy)} |",
+            "",
+            f"Emulator-vs-Lava mismatches (spike and output-potential entries): "
+            f"**{self.mismatches}** (must be 0).",
+        ]
 
 
 @dataclass
@@ -146,7 +224,8 @@ class ErrorBudget:
     """Accuracy at each stage of the conversion, for one network and several ``T``.
 
     The one schema of the error budget: ``qcfs-lava emulate --json``, ``report.json`` and the
-    demo's ``summary.json`` all write :meth:`to_dict` under ``"error_budget"``.
+    demo's ``summary.json`` all write :meth:`to_dict` under ``"error_budget"``; the commands
+    print :meth:`format` and the report shows :meth:`format_markdown`.
 
     Attributes:
         steps: the ``T`` values, ascending.
@@ -164,7 +243,7 @@ class ErrorBudget:
     relu_ann: float | None = None
     float_snn: dict[int, float] = field(default_factory=dict)
     integer_snn: dict[int, float | None] = field(default_factory=dict)
-    lava: dict[str, Any] | None = None
+    lava: LavaCheck | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; ``T`` keys become strings."""
@@ -173,29 +252,35 @@ class ErrorBudget:
             "relu_ann": self.relu_ann,
             "float_snn": {str(t): a for t, a in self.float_snn.items()},
             "integer_snn": {str(t): a for t, a in self.integer_snn.items()},
-            "lava": self.lava,
+            "lava": None if self.lava is None else self.lava.to_dict(),
         }
 
-    def format(self) -> str:
-        """A table: one row per ``T``."""
-        def pct(v):
-            return "-" if v is None else f"{100 * v:6.2f}%"
-
-        head = f"{'T':>5} {'ANN':>8} {'float SNN':>10} {'int SNN':>9}"
+    def format(self, steps: Sequence[int] | None = None) -> str:
+        """A table: one row per ``T`` (of ``steps``, default all), then the Lava check."""
+        head = f"{'T':>5} {'ANN':>8} {'float SNN':>10} {'integer SNN':>11}"
         lines = [f"error budget on {self.samples} test samples", head, "-" * len(head)]
-        for t in self.steps:
-            lines.append(f"{t:>5} {pct(self.qcfs_ann):>8} {pct(self.float_snn.get(t)):>10} "
-                         f"{pct(self.integer_snn.get(t)):>9}")
+        for t in self.steps if steps is None else steps:
+            lines.append(f"{t:>5} {_pct(self.qcfs_ann):>8} {_pct(self.float_snn.get(t)):>10} "
+                         f"{_pct(self.integer_snn.get(t)):>11}")
         if self.relu_ann is not None:
-            lines.append(f"ReLU-ANN baseline: {pct(self.relu_ann)}")
-        lava = self.lava
-        if lava and "skipped" not in lava:
-            lines.append(f"Lava at T={lava['steps']} on {lava['samples']} samples: "
-                         f"{pct(lava['accuracy'])} (emulator on the same: "
-                         f"{pct(lava['integer_snn_accuracy_same_subset'])}), "
-                         f"{lava['mismatches']} mismatches")
-        elif lava:
-            lines.append(f"Lava run skipped: {lava['skipped']}")
+            lines.append(f"ReLU-ANN baseline: {_pct(self.relu_ann)}")
+        if self.lava is not None:
+            lines.append(self.lava.format())
+        return "\n".join(lines)
+
+    def format_markdown(self, steps: int) -> str:
+        """A Markdown table of every stage at one ``T``, then the Lava check."""
+        lines = [
+            "| stage | accuracy |",
+            "|---|---:|",
+            f"| ReLU ANN | {_pct_md(self.relu_ann)} |",
+            f"| QCFS ANN | {_pct_md(self.qcfs_ann)} |",
+            f"| float SNN (contract section 2) | {_pct_md(self.float_snn.get(steps))} |",
+            f"| integer SNN, emulator (contract section 3) | "
+            f"{_pct_md(self.integer_snn.get(steps))} |",
+        ]
+        if self.lava is not None:
+            lines += self.lava.format_markdown()
         return "\n".join(lines)
 
 
@@ -235,23 +320,35 @@ def spike_mismatches(a: SpikeRunResult, b: SpikeRunResult) -> int:
 
 
 def check_lava(net: IntegerNetwork, x: np.ndarray, y: np.ndarray, steps: int, *,
-               batch_size: int = 256, device: str = "cpu") -> dict[str, Any]:
+               batch_size: int = 256, device: str = "cpu") -> LavaCheck:
     """Run ``x`` in the Lava simulator and compare it spike for spike with the emulator.
 
     Returns:
-        ``{"samples", "steps", "accuracy", "integer_snn_accuracy_same_subset", "mismatches",
-        "mismatch_details", "lava_extra"}``, or ``{"skipped": reason}`` when Lava cannot be
-        imported (a warning is issued). A mismatch also warns: the two must be identical.
+        The :class:`LavaCheck`; its ``skipped`` says why when Lava cannot be imported (a
+        warning is issued). A mismatch also warns: the two must be identical.
     """
-    from qcfs_lava.emulator import emulate
-    from qcfs_lava.results import compare_results
-
     try:
         from qcfs_lava.lava_sim import simulate
     except (ImportError, LavaUnavailableError) as exc:
         warnings.warn(f"Lava run skipped: {exc}", stacklevel=3)
-        return {"skipped": f"{type(exc).__name__}: {exc}"}
+        return LavaCheck(skipped=f"{type(exc).__name__}: {exc}")
     lava_res = simulate(net, x, steps, labels=y, record="spikes")
+    return compare_with_emulator(net, x, y, lava_res, batch_size=batch_size, device=device,
+                                 stacklevel=4)
+
+
+def compare_with_emulator(net: IntegerNetwork, x: np.ndarray, y: np.ndarray | None,
+                          lava_res: SpikeRunResult, *, batch_size: int = 256,
+                          device: str = "cpu", stacklevel: int = 2) -> LavaCheck:
+    """Compare a finished Lava run of ``x`` (recorded with ``record="spikes"``) with the
+    emulator on the same samples, spike for spike and output potential for output potential.
+
+    A mismatch warns: the two must be identical.
+    """
+    from qcfs_lava.emulator import emulate
+    from qcfs_lava.results import compare_results
+
+    steps = lava_res.steps
     emu_res = emulate(net, x, steps, labels=y, record="spikes", batch_size=batch_size,
                       device=device)
     mismatches = spike_mismatches(emu_res, lava_res)
@@ -260,17 +357,17 @@ def check_lava(net: IntegerNetwork, x: np.ndarray, y: np.ndarray, steps: int, *,
         warnings.warn(
             f"Lava and the emulator differ on {mismatches} spike/potential entries "
             f"(first: {details[:1]}); they must be identical",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
-    return {
-        "samples": int(len(y)),
-        "steps": int(steps),
-        "accuracy": lava_res.accuracy,
-        "integer_snn_accuracy_same_subset": emu_res.accuracy,
-        "mismatches": mismatches,
-        "mismatch_details": details,
-        "lava_extra": lava_res.extra,
-    }
+    return LavaCheck(
+        samples=int(len(x)),
+        steps=int(steps),
+        accuracy=lava_res.accuracy,
+        integer_snn_accuracy_same_subset=emu_res.accuracy,
+        mismatches=mismatches,
+        mismatch_details=tuple(details),
+        lava_extra=lava_res.extra,
+    )
 
 
 def run_chain(
@@ -362,31 +459,3 @@ def run_chain(
             budget.lava = check_lava(net, x[:k], y[:k], tl, batch_size=batch_size,
                                      device=device)
     return ChainResult(source, budget, runs, breakdowns)
-
-
-def error_budget(
-    net: IntegerNetwork,
-    x: np.ndarray,
-    y: np.ndarray,
-    steps: Sequence[int],
-    *,
-    checkpoint: Checkpoint | None = None,
-    record: str | None = None,
-    batch_size: int = 256,
-    device: str = "cpu",
-    progress: bool = False,
-) -> ErrorBudget:
-    """ANN -> float SNN -> integer SNN accuracy for each ``T`` in ``steps``.
-
-    A shorthand for :func:`run_chain` on an already built network.
-
-    Args:
-        net: the integer network.
-        x, y: uint8 test images ``(N, *net.input_shape)`` and labels.
-        steps: the ``T`` values.
-        checkpoint: the checkpoint ``net`` came from (for the ANN and float-SNN columns).
-        record: what the emulator records.
-    """
-    source = Source(Path(str(net.metadata.get("checkpoint", ""))), net, None, checkpoint)
-    return run_chain(source, x, y, steps, record=record, batch_size=batch_size,
-                     device=device, progress=progress).budget

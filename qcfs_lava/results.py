@@ -95,6 +95,9 @@ class SpikeRunResult:
         neuron_counts: per hidden layer ``(N, *shape)`` int32 spike count of each neuron
             over the ``T`` steps, when requested (needed for exact SynOps); else ``None``.
         spikes: per hidden layer ``(N, T, *shape)`` bool spike trains, when requested.
+        digests: ``(N, num_hidden)`` uint64 keyed digests of each sample's spike train per
+            hidden layer (:mod:`qcfs_lava.digest`), when a key was given.
+        digest_key: the key of ``digests``.
         saturations: ``(N, num_layers)`` int64, how many membrane updates hit the 24-bit
             limits (saturated instead of wrapping); ``None`` where the backend cannot tell.
         labels: ``(N,)`` ground truth, when known.
@@ -108,6 +111,8 @@ class SpikeRunResult:
     spike_counts: np.ndarray
     neuron_counts: tuple[np.ndarray, ...] | None = None
     spikes: tuple[np.ndarray, ...] | None = None
+    digests: np.ndarray | None = None
+    digest_key: int | None = None
     saturations: np.ndarray | None = None
     labels: np.ndarray | None = None
     backend: str = ""
@@ -162,11 +167,13 @@ class Mismatch:
     sample: int | None = None
     step: int | None = None
     detail: str = ""
+    neuron: tuple[int, ...] | None = None
 
     def __str__(self) -> str:
         where = ", ".join(
             f"{k} {v}" for k, v in (("layer", self.layer), ("sample", self.sample),
-                                    ("step", self.step)) if v is not None
+                                    ("step", self.step), ("neuron", self.neuron))
+            if v is not None
         )
         return f"{self.field} differ ({where}){': ' + self.detail if self.detail else ''}"
 
@@ -175,7 +182,9 @@ def compare_results(a: SpikeRunResult, b: SpikeRunResult) -> list[Mismatch]:
     """All field-level differences between two runs (empty list: identical).
 
     Spike trains, when both runs recorded them, are compared step by step and the first
-    differing (sample, step) of each layer is reported.
+    differing (sample, step, neuron) of each layer is reported; spike-train digests, when
+    both runs computed them under the same key, sample by sample. Layers are reported in
+    network order, so the first mismatch names the earliest differing layer.
     """
     out: list[Mismatch] = []
     if a.steps != b.steps or a.num_samples != b.num_samples:
@@ -187,8 +196,22 @@ def compare_results(a: SpikeRunResult, b: SpikeRunResult) -> list[Mismatch]:
             diff = np.argwhere(sa != sb)
             if len(diff):
                 n, t = int(diff[0][0]), int(diff[0][1])
+                neuron = tuple(int(i) for i in diff[0][2:])
+                first = tuple(diff[0])
                 out.append(Mismatch("spikes", name, n, t,
-                                    f"{len(diff)} differing spike entries"))
+                                    f"{len(diff)} differing spike entries; there "
+                                    f"{a.backend or 'a'} {int(sa[first])}, "
+                                    f"{b.backend or 'b'} {int(sb[first])}",
+                                    neuron=neuron))
+    if a.digests is not None and b.digests is not None:
+        if a.digest_key != b.digest_key:
+            return [Mismatch("digest keys", detail=f"{a.digest_key} vs {b.digest_key}: "
+                             "digests under different keys cannot be compared")]
+        for i, name in enumerate(hidden):
+            bad = np.flatnonzero(a.digests[:, i] != b.digests[:, i])
+            if len(bad):
+                out.append(Mismatch("spike-train digests", name, int(bad[0]),
+                                    detail=f"{len(bad)} samples differ"))
     if a.neuron_counts is not None and b.neuron_counts is not None:
         for name, ca, cb in zip(hidden, a.neuron_counts, b.neuron_counts, strict=True):
             if not np.array_equal(ca, cb):

@@ -11,6 +11,9 @@ For every hidden activation layer with threshold :math:`\theta = \lambda`:
 The same normalised image enters the first layer at every step; the logits at ``T`` are the
 mean of the classifier outputs over the first ``T`` steps, so one pass of ``max(steps)`` steps
 yields the accuracy at every requested ``T``.
+
+The float ANN side lives here too: :func:`evaluate_ann` (accuracy) and :func:`train_epoch`
+(one optimisation pass), which training, calibration and fine-tuning share.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ __all__ = [
     "simulate_snn",
     "snn_outputs",
     "to_snn",
+    "train_epoch",
 ]
 
 
@@ -41,25 +45,34 @@ class IFNeuron(nn.Module):
     r"""Integrate-and-fire neuron with soft reset, the spiking twin of :class:`QCFS`.
 
     .. math::
-        v \leftarrow v + x;\quad s = \theta\,[v \ge \theta];\quad v \leftarrow v - s
+        v \leftarrow v + x;\quad s = [v \ge \theta];\quad v \leftarrow v - \theta\,s;
+        \quad \text{output } a\,s
 
-    The membrane starts at ``phi * theta``; call :meth:`reset` before each new input.
+    with amplitude :math:`a = \theta` (the float SNN: spikes carry the threshold, as the QCFS
+    output does) or :math:`a = 1` (``unit_spikes``: the ``IF`` node of a NIR graph). The
+    membrane starts at ``phi * theta``, or at ``v_init`` when given; call :meth:`reset`
+    before each new input.
 
     Args:
         thresh: threshold ``theta`` (the QCFS ``lambda``).
         phi: initial membrane as a fraction of ``theta``.
+        v_init: initial membrane as a value (instead of ``phi``).
+        unit_spikes: emit 1 per spike instead of ``theta``.
 
     Shape:
         any; element-wise, the state takes the shape of the first input.
     """
 
-    def __init__(self, thresh: float | torch.Tensor, phi: float) -> None:
+    def __init__(self, thresh: float | torch.Tensor, phi: float = 0.0, *,
+                 v_init: float | None = None, unit_spikes: bool = False) -> None:
         super().__init__()
         thresh = torch.as_tensor(thresh)
         if not thresh.is_floating_point():
             thresh = thresh.to(torch.get_default_dtype())
         self.register_buffer("thresh", thresh.detach().clone().reshape(1))
+        self.register_buffer("v_init", None if v_init is None else torch.tensor([float(v_init)]))
         self.phi = float(phi)
+        self.unit_spikes = bool(unit_spikes)
         self.v: torch.Tensor | None = None
         self.spikes = 0.0  # total spikes since the last reset_counts()
         self.neurons = 0  # neurons per sample
@@ -73,17 +86,20 @@ class IFNeuron(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         theta = self.thresh.to(x.dtype)
         if self.v is None:
-            self.v = torch.full_like(x, 0.0) + self.phi * theta
+            start = self.phi * theta if self.v_init is None else self.v_init.to(x.dtype)
+            self.v = torch.full_like(x, 0.0) + start
             self.neurons = int(x[0].numel())
         self.v = self.v + x
         fired = (self.v >= theta).to(x.dtype)
         self.spikes += float(fired.sum())
         out = fired * theta
         self.v = self.v - out
-        return out
+        return fired if self.unit_spikes else out
 
     def extra_repr(self) -> str:
-        return f"thresh={self.thresh.item():.4g}, phi={self.phi}"
+        start = f"phi={self.phi}" if self.v_init is None else f"v_init={self.v_init.item():.4g}"
+        return (f"thresh={self.thresh.item():.4g}, {start}"
+                + (", unit_spikes=True" if self.unit_spikes else ""))
 
 
 def _check(model: nn.Module) -> None:
@@ -175,6 +191,29 @@ def evaluate_ann(
     model.train(was_training)
     return correct / max(len(y), 1)
 
+
+def train_epoch(model: nn.Module, batches, loss_fn, optimizer, device) -> tuple[float, float]:
+    """One optimisation pass over ``batches`` of ``(x, y)``; the model is in training mode.
+
+    ``batches`` may be a :func:`qcfs_lava.progress.bar` (its postfix shows the running loss).
+
+    Returns:
+        ``(mean loss, accuracy)`` over the samples seen.
+    """
+    total, seen, correct = 0.0, 0, 0
+    for xb, yb in batches:
+        xb, yb = xb.to(device), yb.to(device)
+        logits = model(xb)
+        loss = loss_fn(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(yb)
+        seen += len(yb)
+        correct += int((logits.argmax(1) == yb).sum())
+        if hasattr(batches, "set_postfix"):
+            batches.set_postfix(loss=f"{total / seen:.4f}")
+    return total / max(seen, 1), correct / max(seen, 1)
 
 @torch.no_grad()
 def simulate_snn(

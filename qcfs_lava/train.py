@@ -34,13 +34,14 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from qcfs_lava.checkpoint import Checkpoint, save_checkpoint
-from qcfs_lava.data import load_dataset, torch_dataset
+from qcfs_lava.data import NPZ_PREFIX, load_dataset, torch_dataset
 from qcfs_lava.errors import CheckpointError
 from qcfs_lava.io import save_torch, write_json
+from qcfs_lava.model.qcfs import QCFS
 from qcfs_lava.model.zoo import build_model
 from qcfs_lava.progress import bar as progress_bar
 from qcfs_lava.progress import line as progress_line
-from qcfs_lava.snn import evaluate_ann
+from qcfs_lava.snn import evaluate_ann, train_epoch
 
 __all__ = ["RECIPES", "TrainConfig", "recipe", "train"]
 
@@ -74,6 +75,13 @@ class TrainConfig:
         num_workers: data-loader workers.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         resume: continue from ``out_dir/last.pt`` if it exists.
+        thresh_decay: apply ``weight_decay`` to the QCFS thresholds too (the QCFS reference
+            code does; it pulls ``lambda`` down to the activations' scale).
+        init_from: a checkpoint of the same model and dataset (typically ReLU) to start from:
+            calibrated to QCFS (:func:`qcfs_lava.calibrate.calibrate`, per-layer percentile
+            ``init_percentile`` on 1,000 training images) and written as ``init.pt`` before
+            the first epoch.
+        init_percentile: the calibration percentile for ``init_from``.
         model_kwargs: extra options for :func:`~qcfs_lava.model.zoo.build_model`.
     """
 
@@ -98,6 +106,9 @@ class TrainConfig:
     device: str = "auto"
     resume: bool = False
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    thresh_decay: bool = False
+    init_from: str | None = None
+    init_percentile: float = 99.5
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
@@ -148,17 +159,20 @@ def _setup_distributed(device: str) -> tuple[int, int, torch.device]:
     return rank, world, dev
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def _param_groups(model: nn.Module, weight_decay: float,
+                  thresh_decay: bool = False) -> list[dict[str, Any]]:
     decay, no_decay = [], []
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             is_weight = isinstance(module, (nn.Conv2d, nn.Linear)) and name == "weight"
-            (decay if is_weight else no_decay).append(p)
+            is_thresh = thresh_decay and isinstance(module, QCFS) and name == "thresh"
+            (decay if is_weight or is_thresh else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _model_kwargs(config: TrainConfig, split) -> dict[str, Any]:
+def model_kwargs(config: TrainConfig, split) -> dict[str, Any]:
+    """The :func:`~qcfs_lava.model.zoo.build_model` arguments of ``config`` on ``split``."""
     return {
         "in_channels": split.in_channels,
         "num_classes": split.num_classes,
@@ -172,29 +186,6 @@ def _model_kwargs(config: TrainConfig, split) -> dict[str, Any]:
     }
 
 
-
-def train_epoch(model: nn.Module, batches, loss_fn, optimizer, device) -> tuple[float, float]:
-    """One optimisation pass over ``batches`` of ``(x, y)``; the model is in training mode.
-
-    ``batches`` may be a :func:`qcfs_lava.progress.bar` (its postfix shows the running loss).
-
-    Returns:
-        ``(mean loss, accuracy)`` over the samples seen.
-    """
-    total, seen, correct = 0.0, 0, 0
-    for xb, yb in batches:
-        xb, yb = xb.to(device), yb.to(device)
-        logits = model(xb)
-        loss = loss_fn(logits, yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += float(loss.detach()) * len(yb)
-        seen += len(yb)
-        correct += int((logits.argmax(1) == yb).sum())
-        if hasattr(batches, "set_postfix"):
-            batches.set_postfix(loss=f"{total / seen:.4f}")
-    return total / max(seen, 1), correct / max(seen, 1)
 
 def train(
     config: TrainConfig,
@@ -229,67 +220,21 @@ def train(
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler,
                         num_workers=config.num_workers, drop_last=False)
 
-    kwargs = _model_kwargs(config, split)
+    kwargs = model_kwargs(config, split)
     model = build_model(config.model, **kwargs).to(device)
-    groups = _param_groups(model, config.weight_decay)
-    if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=0.9)
-    else:
-        optimizer = torch.optim.Adam(groups, lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-
+    init_report = None
+    if config.init_from and not (config.resume and (out / "last.pt").is_file()):
+        init_report = _init_from(config, split, kwargs, model)
+    optimizer, scheduler = _optimizer(config, model)
     start_epoch, best_acc, history = 0, -1.0, []
     last_path, best_path = out / "last.pt", out / "best.pt"
     if config.resume and last_path.is_file():
-        from qcfs_lava.validate import check_torch_archive
+        start_epoch, best_acc, history = _resume(config, last_path, model, optimizer,
+                                                 scheduler)
 
-        damage = check_torch_archive(last_path)
-        if damage:
-            raise CheckpointError(f"cannot resume from {last_path}: {damage}; the file is "
-                                  "damaged: delete it to start over, or choose another --out")
-        try:
-            state = torch.load(last_path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # empty, truncated, foreign or unsafe: torch raises many types
-            raise CheckpointError(
-                f"cannot resume from {last_path}: {type(exc).__name__}: {exc}; the file is "
-                "empty, damaged or not written by `qcfs-lava train`: delete it to start over, "
-                "or choose another --out"
-            ) from exc
-        if not isinstance(state, dict):
-            raise CheckpointError(
-                f"cannot resume from {last_path}: it holds a {type(state).__name__}, not the "
-                "training state `qcfs-lava train` writes: delete it or choose another --out"
-            )
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"])
-            start_epoch, best_acc = int(state["epoch"]), float(state["best_accuracy"])
-            history = json.loads(state["history"])
-        except (KeyError, RuntimeError, ValueError, OSError, TypeError, AttributeError) as exc:
-            raise CheckpointError(
-                f"cannot resume from {last_path}: {exc}; it belongs to another configuration or "
-                "is corrupt: delete it or choose another --out"
-            ) from exc
-        if start_epoch > config.epochs:
-            raise CheckpointError(
-                f"cannot resume from {last_path}: it has already trained {start_epoch} epochs, "
-                f"more than --epochs {config.epochs}; pass --epochs {start_epoch} or more (or "
-                "choose another --out)"
-            )
-        log.info("resuming %s from epoch %d", out, start_epoch)
-
-    resolved = dataclasses.asdict(config) | {
-        "augment": augment,
-        "world_size": world,
-        "device_resolved": str(device),
-        "model_kwargs_resolved": kwargs,
-        "train_samples": len(split.y_train),
-        "test_samples": len(split.y_test),
-    }
     if rank == 0:
-        write_json(out / "config.json", resolved, sort_keys=True)
+        _write_run_config(config, out, split, kwargs, model, augment=augment, world=world,
+                          device=device, init_report=init_report)
 
     net: nn.Module = model
     if world > 1:
@@ -322,31 +267,148 @@ def train(
                 best_acc = test_acc
                 save_checkpoint(_checkpoint(config, split, kwargs, model, epoch + 1, best_acc),
                                 best_path)
-            save_torch(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "epoch": epoch + 1,
-                    "best_accuracy": best_acc,
-                    "history": json.dumps(history),
-                },
-                last_path,
-            )
-            write_json(out / "metrics.json", history, sort_keys=True)
+            _save_state(last_path, model, optimizer, scheduler, epoch + 1, best_acc, history)
         else:
             best_acc = max(best_acc, test_acc)
-        log.info("epoch %d/%d loss %.4f test %.4f (%.1fs)", epoch + 1, config.epochs,
-                 metrics["loss"], test_acc, metrics["seconds"])
+        log.info("epoch %d/%d loss %.4f test %.2f%% (%.1fs)", epoch + 1, config.epochs,
+                 metrics["loss"], 100 * test_acc, metrics["seconds"])
         progress_line(f"epoch {epoch + 1}/{config.epochs}: done in {metrics['seconds']:.1f} s "
-                      f"(loss {metrics['loss']:.4f}, test {test_acc:.4f})",
+                      f"(loss {metrics['loss']:.4f}, test {100 * test_acc:.2f}%)",
                       enabled=rank == 0 and not log.isEnabledFor(logging.INFO))
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, metrics)
     if world > 1:
         dist.barrier()
     return best_path
+
+
+def _optimizer(config: TrainConfig, model: nn.Module):
+    """``(optimizer, scheduler)``: SGD (momentum 0.9) or Adam, on a cosine schedule."""
+    groups = _param_groups(model, config.weight_decay, config.thresh_decay)
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=0.9)
+    else:
+        optimizer = torch.optim.Adam(groups, lr=config.lr)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+
+
+def _resume(config: TrainConfig, last_path: Path, model: nn.Module, optimizer,
+            scheduler) -> tuple[int, float, list[dict[str, float]]]:
+    """Restore the training state from ``last_path``: ``(epoch, best accuracy, history)``."""
+    from qcfs_lava.validate import check_torch_archive
+
+    damage = check_torch_archive(last_path)
+    if damage:
+        raise CheckpointError(f"cannot resume from {last_path}: {damage}; the file is "
+                              "damaged: delete it to start over, or choose another --out")
+    try:
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # empty, truncated, foreign or unsafe: torch raises many types
+        raise CheckpointError(
+            f"cannot resume from {last_path}: {type(exc).__name__}: {exc}; the file is "
+            "empty, damaged or not written by `qcfs-lava train`: delete it to start over, "
+            "or choose another --out"
+        ) from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"cannot resume from {last_path}: it holds a {type(state).__name__}, not the "
+            "training state `qcfs-lava train` writes: delete it or choose another --out"
+        )
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start_epoch, best_acc = int(state["epoch"]), float(state["best_accuracy"])
+        history = json.loads(state["history"])
+    except (KeyError, RuntimeError, ValueError, OSError, TypeError, AttributeError) as exc:
+        raise CheckpointError(
+            f"cannot resume from {last_path}: {exc}; it belongs to another configuration or "
+            "is corrupt: delete it or choose another --out"
+        ) from exc
+    if start_epoch > config.epochs:
+        raise CheckpointError(
+            f"cannot resume from {last_path}: it has already trained {start_epoch} epochs, "
+            f"more than --epochs {config.epochs}; pass --epochs {start_epoch} or more (or "
+            "choose another --out)"
+        )
+    log.info("resuming %s from epoch %d", last_path.parent, start_epoch)
+    return start_epoch, best_acc, history
+
+
+def _save_state(last_path: Path, model: nn.Module, optimizer, scheduler, epoch: int,
+                best_acc: float, history: list[dict[str, float]]) -> None:
+    """Write ``last.pt`` (what :func:`_resume` reads) and ``metrics.json`` beside it."""
+    save_torch(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "epoch": epoch,
+            "best_accuracy": best_acc,
+            "history": json.dumps(history),
+        },
+        last_path,
+    )
+    write_json(last_path.parent / "metrics.json", history, sort_keys=True)
+
+
+def _write_run_config(config: TrainConfig, out: Path, split, kwargs: dict[str, Any],
+                      model: nn.Module, *, augment: bool, world: int, device: torch.device,
+                      init_report: dict | None) -> None:
+    """``config.json`` (the resolved configuration) and, after ``--init-from``, ``init.pt``."""
+    resolved = dataclasses.asdict(config) | {
+        "augment": augment,
+        "world_size": world,
+        "device_resolved": str(device),
+        "model_kwargs_resolved": kwargs,
+        "train_samples": len(split.y_train),
+        "test_samples": len(split.y_test),
+    }
+    if init_report is not None:
+        resolved["init"] = init_report
+    write_json(out / "config.json", resolved, sort_keys=True)
+    if init_report is not None:
+        save_checkpoint(_checkpoint(config, split, kwargs, model, 0,
+                                    init_report["calibrated_ann"]), out / "init.pt")
+
+
+def _init_from(config: TrainConfig, split, kwargs: dict[str, Any], model: nn.Module) -> dict:
+    """Load ``config.init_from`` into ``model`` (calibrated to QCFS when training QCFS)."""
+    from qcfs_lava.calibrate import CalibrationConfig, calibrate, calibration_subset
+    from qcfs_lava.checkpoint import load_checkpoint
+    from qcfs_lava.data import normalize
+
+    source_path = Path(config.init_from)
+    source = load_checkpoint(source_path)
+    if source.model != config.model or tuple(source.input_shape) != tuple(
+            split.x_train.shape[1:]) or source.num_classes != split.num_classes:
+        raise CheckpointError(
+            f"--init-from {source_path}: a {source.model!r} for inputs "
+            f"{tuple(source.input_shape)} and {source.num_classes} classes cannot start a "
+            f"{config.model!r} on {config.dataset!r} (inputs {tuple(split.x_train.shape[1:])}, "
+            f"{split.num_classes} classes); pass a checkpoint of the same model and data")
+    src_model = source.build_model()
+    x_test, y_test = normalize(split.x_test, split), torch.as_tensor(split.y_test)
+    report = {"checkpoint": str(source_path.resolve()), "activation": source.activation,
+              "source_ann": evaluate_ann(src_model, x_test, y_test)}
+    if config.activation == "qcfs":
+        cal = CalibrationConfig(levels=int(config.levels), phi=float(config.phi),
+                                percentile=float(config.init_percentile), seed=config.seed)
+        index = calibration_subset(len(split.y_train), cal.samples, cal.seed)
+        result = calibrate(src_model, normalize(split.x_train[index], split), cal)
+        src_model = result.model
+        report["thresholds"] = {a.name: a.threshold for a in result.activations}
+        report["percentile"] = float(config.init_percentile)
+    try:
+        model.load_state_dict(src_model.state_dict())
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"--init-from {source_path}: its weights do not fit the configured model ({exc}); "
+            "train with the same --width/--hidden options") from None
+    report["calibrated_ann"] = evaluate_ann(model, x_test, y_test)
+    return report
 
 
 def _checkpoint(config, split, kwargs, model, epoch, best_acc) -> Checkpoint:
@@ -357,7 +419,7 @@ def _checkpoint(config, split, kwargs, model, epoch, best_acc) -> Checkpoint:
         levels=config.levels,
         phi=config.phi,
         activation=config.activation,
-        dataset=config.dataset,
+        dataset=split.name if config.dataset.startswith(NPZ_PREFIX) else config.dataset,
         input_shape=tuple(split.x_train.shape[1:]),
         num_classes=split.num_classes,
         class_names=split.class_names,

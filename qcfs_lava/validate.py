@@ -16,15 +16,14 @@ import contextlib
 import json
 import math
 import os
-import signal
-import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qcfs_lava.errors import CheckpointError, OutputPathError
+from qcfs_lava.errors import OutputPathError
+from qcfs_lava.interrupt import deferred_interrupt  # noqa: F401  (moved; old path kept)
 
 __all__ = [
     "InvalidValueError",
@@ -34,13 +33,12 @@ __all__ = [
     "exact_bool",
     "finite_float",
     "strict_json",
-    "check_checkpoint_dict",
+    "is_plain",
     "check_torch_archive",
     "check_reference_tensors",
     "check_output_path",
     "check_recorded_metadata",
     "resolve_path",
-    "deferred_interrupt",
 ]
 
 INDEX_MAX = (1 << 31) - 1  # shapes, strides, counts: anything larger is damage, not a network
@@ -197,14 +195,14 @@ def check_recorded_metadata(meta: Mapping[str, Any], where: str = "metadata") ->
     return dict(meta)
 
 
-# --------------------------------------------------------------------------- checkpoints
+# --------------------------------------------------------------------------- checkpoint values
 
 _PLAIN = (str, int, float, bool, type(None))
 LEVELS_MAX = 1 << 16
 
 
-def _plain(value: Any, depth: int = 0) -> bool:
-    """True for JSON-like values (what ``model_kwargs`` may hold)."""
+def is_plain(value: Any, depth: int = 0) -> bool:
+    """True for JSON-like values (what a checkpoint's ``model_kwargs`` may hold)."""
     if depth > 8:
         return False
     if isinstance(value, float):
@@ -212,9 +210,9 @@ def _plain(value: Any, depth: int = 0) -> bool:
     if isinstance(value, _PLAIN):
         return True
     if isinstance(value, (list, tuple)):
-        return all(_plain(v, depth + 1) for v in value)
+        return all(is_plain(v, depth + 1) for v in value)
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
+        return all(isinstance(k, str) and is_plain(v, depth + 1) for k, v in value.items())
     return False
 
 
@@ -243,115 +241,6 @@ def check_torch_archive(path: str | os.PathLike) -> str | None:
     if bad is not None:
         return f"record {bad!r} fails its CRC-32 check"
     return None
-
-
-def check_checkpoint_dict(data: Mapping[str, Any], path: str | os.PathLike) -> dict[str, Any]:
-    """Validate every field of a loaded checkpoint dict (types, ranges, lengths).
-
-    Returns:
-        The fields converted to plain Python values (ints, floats, lists).
-
-    Raises:
-        CheckpointError: one message listing every bad field, naming the file and the fix.
-    """
-    import torch
-
-    from qcfs_lava.data import DATASETS, NPZ_PREFIX
-    from qcfs_lava.model.zoo import MODELS
-
-    problems: list[str] = []
-    out: dict[str, Any] = {}
-
-    def check(key: str, fn, *args, required: bool = True, default: Any = None) -> None:
-        if key not in data:
-            if required:
-                problems.append(f"'{key}' is missing")
-            out[key] = default
-            return
-        try:
-            out[key] = fn(data[key], f"'{key}'", *args)
-        except InvalidValueError as exc:
-            problems.append(str(exc))
-
-    def one_of(choices: Iterable[str]):
-        choices = tuple(choices)
-
-        def fn(value, where):
-            if not isinstance(value, str) or value not in choices:
-                raise InvalidValueError(f"{where} = {value!r} is not one of {', '.join(choices)}")
-            return value
-        return fn
-
-    def float_list(value, where):
-        if not isinstance(value, (list, tuple)):
-            raise InvalidValueError(
-                f"{where} must be a list of numbers, got {type(value).__name__}")
-        return [finite_float(v, f"{where}[{i}]") for i, v in enumerate(value)]
-
-    def str_list(value, where):
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise InvalidValueError(f"{where} must be a list of strings")
-        return list(value)
-
-    def kwargs(value, where):
-        if not isinstance(value, dict) or not _plain(value):
-            raise InvalidValueError(f"{where} must be a dict of str keys and plain values "
-                               f"(numbers, strings, lists), got {type(value).__name__}")
-        return dict(value)
-
-    def state_dict(value, where):
-        if not isinstance(value, dict) or not value:
-            raise InvalidValueError(f"{where} must be a non-empty dict of tensors")
-        bad = [k for k, v in value.items() if not isinstance(k, str) or not torch.is_tensor(v)]
-        if bad:
-            raise InvalidValueError(f"{where} has entries that are not str -> tensor: {bad[:5]}")
-        nonfinite = [k for k, v in value.items()
-                     if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-        if nonfinite:
-            raise InvalidValueError(f"{where} has NaN or infinite values in {nonfinite[:5]}")
-        return dict(value)
-
-    def best(value, where):
-        return None if value is None else finite_float(value, where, 0.0, 1.0)
-
-    check("version", exact_int, 1, None)
-    check("model", one_of(MODELS))
-    check("model_kwargs", kwargs)
-    check("state_dict", state_dict)
-    check("levels", exact_int, 1, LEVELS_MAX)
-    check("phi", finite_float, 0.0, 1.0)
-    check("activation", one_of(("qcfs", "relu")))
-    def dataset(value, where):
-        # a user's own arrays are recorded as ``npz:PATH`` (the file is checked when loaded)
-        if isinstance(value, str) and value.startswith(NPZ_PREFIX) and len(value) > len(NPZ_PREFIX):
-            return value
-        return one_of(DATASETS)(value, where)
-
-    check("dataset", dataset)
-    check("input_shape", exact_int_vector, 1, INDEX_MAX, 3)
-    check("num_classes", exact_int, 1, INDEX_MAX)
-    check("class_names", str_list, required=False, default=[])
-    check("mean", float_list, required=False, default=[])
-    check("std", float_list, required=False, default=[])
-    check("epoch", exact_int, 0, None, required=False, default=0)
-    check("best_accuracy", best, required=False, default=None)
-    if not problems:
-        channels = out["input_shape"][0]
-        for key in ("mean", "std"):
-            if out[key] and len(out[key]) != channels:
-                problems.append(f"'{key}' has {len(out[key])} values for {channels} input "
-                                "channels")
-        if any(s <= 0 for s in out["std"]):
-            problems.append("'std' must be positive")
-        if out["class_names"] and len(out["class_names"]) != out["num_classes"]:
-            problems.append(f"'class_names' has {len(out['class_names'])} names for "
-                            f"{out['num_classes']} classes")
-    if problems:
-        raise CheckpointError(
-            f"checkpoint {path} is invalid: {'; '.join(problems)}; the file is damaged or was "
-            "not written by qcfs-lava: train again or re-import the reference weights"
-        )
-    return out
 
 
 def check_reference_tensors(
@@ -483,31 +372,9 @@ def check_output_path(
     try:  # the only sure test: /proc, read-only mounts and ACLs all answer here
         fd, probe = tempfile.mkstemp(prefix=".qcfs-lava-probe.", dir=folder)
     except OSError as exc:
-        raise OutputPathError(f"{arg} {shown}: cannot write in the folder {folder} "
-                              f"({exc.strerror}); choose another {arg} or fix the folder's "
-                              "permissions") from None
+        raise OutputPathError(f"{arg} {shown}: cannot write in the folder {folder}, it is not "
+                              f"writable ({exc.strerror}); choose another {arg} or fix the "
+                              "folder's permissions") from None
     os.close(fd)
     os.unlink(probe)
     return resolved
-
-
-@contextlib.contextmanager
-def deferred_interrupt() -> Iterator[None]:
-    """Hold back Ctrl-C (SIGINT) while the body runs; it is raised when the body ends.
-
-    Used around the few ``os.replace`` calls that publish a set of files together, so that an
-    interrupt cannot leave half of the set replaced.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[tuple[int, Any]] = []
-    previous = signal.signal(signal.SIGINT, lambda sig, frame: caught.append((sig, frame)))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught and callable(previous):
-            previous(*caught[0])
-        elif caught:
-            raise KeyboardInterrupt

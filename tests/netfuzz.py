@@ -1,7 +1,7 @@
 """Seeded damage of NetX, NIR and npz files and checkpoints, and the outcome classes the fuzz
 checks use.
 
-Used by ``tests/test_fuzz.py`` (a few hundred cases) and ``benchmarks/bench_fuzz.py`` (many).
+Used by ``tests/netx/test_fuzz.py`` (a few hundred cases) and ``benchmarks/bench_fuzz.py`` (many).
 Every case must end in one of two outcomes: ``"error"`` (the reader raised its typed error)
 or ``"identical"`` (it read back exactly what was written). Anything else is a defect.
 """

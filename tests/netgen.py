@@ -104,7 +104,7 @@ def reference_run(net: IntegerNetwork, x: np.ndarray, steps: int):
                                          syn.dilation, syn.groups)
                 e = lay.weight_exp
                 a = acc << e if e >= 0 else acc >> -e  # arithmetic shift = floor
-                vl = np.clip(v[li] + a + lay.bias, hw.STATE_MIN, hw.STATE_MAX)
+                vl = np.clip(v[li] + a + lay.bias, net.ranges.state_min, net.ranges.state_max)
                 if lay.spiking:
                     s = vl >= lay.v_th
                     vl = vl - s * lay.v_th

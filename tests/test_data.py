@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from qcfs_lava.data import load_dataset, normalize, read_idx, torch_dataset
+from qcfs_lava.data import load_dataset, load_test_samples, normalize, read_idx, torch_dataset
 from qcfs_lava.errors import DatasetError
 
 
@@ -138,3 +138,14 @@ def test_data_search_path_is_overridable(tmp_path, monkeypatch):
     assert find_data("no-such-dataset") is None
     monkeypatch.setenv("QCFS_LAVA_MNIST_DIR", str(first))
     assert default_mnist_dir() == first
+
+
+def test_load_test_samples_keeps_the_first_n_contiguous():
+    split = load_dataset("digits")
+    x, y, got = load_test_samples("digits", samples=5)
+    assert np.array_equal(x, split.x_test[:5]) and np.array_equal(y, split.y_test[:5])
+    assert x.flags.c_contiguous and got.name == split.name
+    x_all, _, _ = load_test_samples("digits")
+    assert len(x_all) == len(split.x_test)
+    with pytest.raises(DatasetError, match="no dataset given"):
+        load_test_samples(None)

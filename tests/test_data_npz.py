@@ -155,3 +155,41 @@ def test_npz_dataset_from_the_command_line(tmp_path, capsys):
     assert main(["evaluate", str(out / "best.pt"), "--dataset", f"npz:{bad}"]) == 2
     err = capsys.readouterr().err
     assert "uint8" in err and str(bad) in err
+
+
+def test_npz_one_based_labels_are_refused_naming_the_empty_class(tmp_path):
+    x, y = _arrays()
+    np.savez(tmp_path / "one.npz", x=x, y=y + 1)
+    with pytest.raises(DatasetError, match=r"class\(es\) 0 have no training images.*1-based"):
+        load_npz(tmp_path / "one.npz")
+    np.savez(tmp_path / "gap.npz", x=x, y=np.where(y == 2, 3, y))
+    with pytest.raises(DatasetError, match=r"class\(es\) 2 have no training images") as info:
+        load_npz(tmp_path / "gap.npz")
+    assert "1-based" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_npz_relative_path_is_recorded_absolute_and_class_names_reach_the_report(
+        tmp_path, monkeypatch, capsys):
+    from qcfs_lava.checkpoint import load_checkpoint
+    from qcfs_lava.cli import main
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (60, 8, 8), dtype=np.uint8)
+    y = np.arange(60) % 3
+    work = tmp_path / "work"
+    work.mkdir()
+    np.savez(work / "mine.npz", x=x, y=y, class_names=np.array(["cat", "dog", "owl"]))
+    monkeypatch.chdir(work)
+    assert main(["train", "--model", "cnn", "--width", "4", "--epochs", "1", "--dataset",
+                 "npz:mine.npz", "--out", "run"]) == 0
+    ckpt = load_checkpoint(work / "run" / "best.pt")
+    assert ckpt.dataset == f"npz:{work / 'mine.npz'}"
+    assert ckpt.class_names == ["cat", "dog", "owl"]
+    monkeypatch.chdir(tmp_path)  # another folder: the recorded path still finds the file
+    assert main(["report", str(work / "run" / "best.pt"), "--steps", "2,4", "--out",
+                 "rep"]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| 0 | cat | 4 |" in md and "| 2 | owl | 4 |" in md
+    rows = json.loads((tmp_path / "rep" / "report.json").read_text())["classes"]["rows"]
+    assert [r["name"] for r in rows] == ["cat", "dog", "owl"]

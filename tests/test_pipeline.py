@@ -61,3 +61,25 @@ def test_load_source_rejects_a_relu_checkpoint(tmp_path):
     path = save_checkpoint(_ckpt([0.5], [0.5], activation="relu"), tmp_path / "relu.pt")
     with pytest.raises(CheckpointError, match="only QCFS models convert"):
         load_source(path)
+
+
+def test_lava_check_round_trips_and_formats_both_ways():
+    from qcfs_lava.pipeline import ErrorBudget, LavaCheck
+
+    ran = LavaCheck(samples=2, steps=4, accuracy=0.5, integer_snn_accuracy_same_subset=0.5,
+                    mismatches=0, mismatch_details=(), lava_extra={"wall_s": 1.0})
+    skipped = LavaCheck(skipped="ImportError: no lava")
+    for check in (ran, skipped):
+        assert LavaCheck.from_dict(check.to_dict()) == check
+    assert ran.identical and not skipped.identical
+    assert skipped.to_dict() == {"skipped": "ImportError: no lava"}
+    assert "2 samples" in ran.format() and "0 mismatches" in ran.format()
+    assert skipped.format() == "Lava run skipped: ImportError: no lava"
+    assert any("**0** (must be 0)" in line for line in ran.format_markdown())
+    budget = ErrorBudget(steps=[1, 4], samples=10, qcfs_ann=0.9, float_snn={1: 0.5, 4: 0.8},
+                         integer_snn={1: 0.4, 4: 0.8}, lava=ran)
+    assert budget.to_dict()["lava"] == ran.to_dict()
+    text = budget.format(steps=[4])
+    assert "80.00%" in text and "50.00%" not in text.splitlines()[3] and ran.format() in text
+    md = budget.format_markdown(4)
+    assert "| float SNN (contract section 2) | 80.00% |" in md and "Lava simulation" in md

@@ -72,7 +72,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_config_validation():
+def test_train_config_refuses_unknown_optimizer_and_zero_epochs():
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="epochs"):
@@ -102,3 +102,24 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert config["world_size"] == 2
     ckpt = load_checkpoint(out / "best.pt")
     assert ckpt.epoch >= 1 and ckpt.best_accuracy > 0.3  # chance is 0.1
+
+
+def test_checkpoint_fields_come_from_the_checkpoint_dataclass(tmp_path):
+    import dataclasses
+
+    from qcfs_lava.checkpoint import Checkpoint, _field_checks, check_checkpoint_dict
+    from qcfs_lava.errors import CheckpointError
+
+    names = [f.name for f in dataclasses.fields(Checkpoint)]
+    assert list(_field_checks()) == names  # one check per field, none missing or extra
+    ck = Checkpoint(model="mlp", model_kwargs={"hidden": 8}, state_dict={"w": torch.ones(2)},
+                    levels=4, phi=0.5, activation="qcfs", dataset="digits",
+                    input_shape=(1, 8, 8), num_classes=10)
+    data = ck.to_dict()
+    assert set(data) == {"format", "version", *names}
+    fields = check_checkpoint_dict(data, "x.pt")
+    assert set(fields) == set(names) and fields["class_names"] == [] and fields["epoch"] == 0
+    for key in ("model", "input_shape"):
+        broken = {k: v for k, v in data.items() if k != key}
+        with pytest.raises(CheckpointError, match=f"'{key}' is missing"):
+            check_checkpoint_dict(broken, "x.pt")

@@ -3,7 +3,9 @@
 - :mod:`.counts`: exact spikes, SynOps, MACs and neuron updates (numpy only).
 - :mod:`.energy`: energy estimates from the counts, with the constants and their sources.
 - :mod:`.breakdown`: per-layer conversion error (clipping, quantization, unevenness), torch.
-- :mod:`.report`, :mod:`.plots`: ``qcfs-lava report``; :mod:`.sweep`: ``qcfs-lava sweep``.
+- :mod:`.plots`: the figures of ``qcfs-lava report`` and ``qcfs-lava sweep``, whose drivers sit
+  in the application layer (:mod:`qcfs_lava.report`, :mod:`qcfs_lava.sweep`; the old paths
+  ``qcfs_lava.analysis.report``/``.sweep`` still work).
 
 Importing this package imports neither torch nor lava.
 """

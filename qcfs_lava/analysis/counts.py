@@ -36,7 +36,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from qcfs_lava.errors import AnalysisError
-from qcfs_lava.network import INPUT, IntegerNetwork, Synapse, conv_output_shape
+from qcfs_lava.geometry import conv_output_shape
+from qcfs_lava.network import INPUT, IntegerNetwork, Synapse
 from qcfs_lava.results import SpikeRunResult
 
 __all__ = [

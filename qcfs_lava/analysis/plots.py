@@ -46,8 +46,12 @@ def plot_accuracy_vs_steps(
     lava: Mapping[int, float] | None = None,
     relu: float | None = None,
     title: str = "",
+    lava_samples: int | None = None,
 ) -> Path:
-    """Accuracy vs ``T``: ANN levels as lines, float and integer SNN curves, Lava points."""
+    """Accuracy vs ``T``: ANN levels as lines, float and integer SNN curves, Lava points.
+
+    ``lava_samples``: how many test samples the Lava points were measured on (in the legend).
+    """
     fig, ax = plt.subplots(figsize=(6, 4))
     if relu is not None:
         ax.axhline(100 * relu, color="0.5", ls=":", label="ReLU ANN")
@@ -60,7 +64,8 @@ def plot_accuracy_vs_steps(
     if lava:
         ts = sorted(lava)
         ax.plot(ts, [100 * lava[t] for t in ts], "r*", ms=12, ls="none",
-                label="Lava (simulated subset)")
+                label="Lava simulator" + ("" if lava_samples is None
+                                          else f" ({lava_samples} samples)"))
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(steps), [str(t) for t in steps])
     ax.set_xlabel("time steps T")
@@ -80,7 +85,8 @@ def plot_firing_rates(path: str | Path, rates: Mapping[int, Mapping[str, float]]
     if rates:
         names = list(rates[sorted(rates)[0]])
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_ylabel("spikes / (neuron x step)")
+    ax.set_xlabel("layer (integer network)")
+    ax.set_ylabel("firing rate (spikes per neuron per step)")
     ax.set_title("Firing rate per layer (integer SNN)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -104,6 +110,7 @@ def plot_synops_energy(
     a1.bar(list(x), macs, w, label="SNN input MACs")
     a1.bar([i + w for i in x], ann_macs, w, label="ANN MACs")
     a1.set_xticks(list(x), list(names), rotation=45, ha="right")
+    a1.set_xlabel("layer (integer network)")
     a1.set_ylabel("operations per sample")
     a1.set_title(f"Operations per layer (T={steps})")
     a1.legend(fontsize=8)
@@ -113,6 +120,7 @@ def plot_synops_energy(
         a2.bar([i + (j - (k - 1) / 2) * w2 for i in x], [v / 1e3 for v in values], w2,
                label=label)
     a2.set_xticks(list(x), list(names), rotation=45, ha="right")
+    a2.set_xlabel("layer (integer network)")
     a2.set_yscale("log")
     a2.set_ylabel("estimated energy per sample (nJ)")
     a2.set_title("Energy per layer (estimates)")
@@ -137,7 +145,8 @@ def plot_error_breakdown(
     ax.bar(x, uneven, bottom=[c + q for c, q in zip(clip, quant, strict=True)],
            label="unevenness")
     ax.set_xticks(x, list(names), rotation=45, ha="right")
-    ax.set_ylabel("mean |r theta - a| / theta")
+    ax.set_xlabel("layer (integer network)")
+    ax.set_ylabel("mean |float SNN - QCFS ANN| per neuron\n(units of the layer threshold)")
     ax.set_title(f"Conversion error per layer (float SNN, T={steps})")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")

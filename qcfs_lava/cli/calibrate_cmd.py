@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--phi", type=phi_arg, default=0.5, help="QCFS shift (default 0.5)")
     p.add_argument("--samples", type=positive_int, default=1000,
                    help="training images for the statistics (default 1000)")
-    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256,
+                   help="samples per batch (default 256)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the calibration subset and the fine-tune shuffling")
     p.add_argument("--split-seed", type=int, default=0,

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
-
-import numpy as np
-
-from qcfs_lava.errors import DatasetError
 
 # options that name a file a command reads (never overwritten by any of its outputs)
 INPUT_OPTIONS = ("source", "file", "checkpoint", "state_dict", "relu_checkpoint", "init_from",
@@ -92,15 +89,44 @@ def add_force_arg(p: argparse.ArgumentParser) -> None:
                    "input file is never replaced)")
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
-    """``--dataset``, ``--data-root``, ``--samples``."""
+class RegistryHelp(str):
+    """A help text that lists the names of a library registry, read when the help is shown.
+
+    ``RegistryHelp("dataset name ({names})", "qcfs_lava.data", "DATASETS")``: the module is
+    imported only when argparse formats the help, so building the parser (and ``--help``)
+    does not import torch, and the list is the library's own.
+    """
+
+    def __new__(cls, template: str, module: str, attribute: str) -> RegistryHelp:
+        obj = super().__new__(cls, template)
+        obj.module, obj.attribute = module, attribute
+        return obj
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(getattr(importlib.import_module(self.module), self.attribute))
+
+    def __mod__(self, params) -> str:  # argparse expands help with ``help % params``
+        return str.__mod__(str(self).replace("{names}", ", ".join(self.names())), params)
+
+
+DATASETS_HELP = "qcfs_lava.data", "DATASETS"
+MODELS_HELP = "qcfs_lava.model.zoo", "MODELS"
+
+
+# the T values evaluate and report sweep by default (one list for every command)
+STEPS_TO_COMPARE = (1, 2, 4, 8, 16, 32)
+
+
+def add_data_args(p: argparse.ArgumentParser, samples: int | None = None) -> None:
+    """``--dataset``, ``--data-root``, ``--samples`` (default ``samples``; None: all)."""
     p.add_argument("--dataset", default=None,
-                   help="dataset name (digits, mnist-split, mnist, fashion-mnist, cifar10, "
-                   "cifar100, cifar10-subset) or npz:FILE.npz for your own arrays (x uint8 "
-                   "NCHW/NHWC, y labels); default: the one recorded in the network/checkpoint")
+                   help=RegistryHelp("dataset: one of {names} (npz:PATH: your own arrays, x "
+                                     "uint8 NCHW/NHWC and y labels); default: the one "
+                                     "recorded in the network/checkpoint", *DATASETS_HELP))
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    p.add_argument("--samples", type=positive_int, default=None,
-                   help="use only the first N test samples (default: all)")
+    p.add_argument("--samples", type=positive_int, default=samples, metavar="N",
+                   help="use only the first N test samples (default: "
+                   + ("all" if samples is None else str(samples)) + ")")
 
 
 def command_inputs(args: argparse.Namespace) -> list[str]:
@@ -146,31 +172,36 @@ def check_outputs(args: argparse.Namespace, *outputs: tuple[str | Path | None, s
     args._checked_outputs = [(p, a, k) for p, a, k in outputs if p is not None]
 
 
+def check_dataset_input(args: argparse.Namespace, dataset: str | None) -> None:
+    """A dataset file the command will read (``npz:PATH``, e.g. taken from the network's
+    metadata) is an input too: check the outputs :func:`check_outputs` has seen against it,
+    before it is read."""
+    from qcfs_lava.data import NPZ_PREFIX
+
+    checked = getattr(args, "_checked_outputs", None)
+    if checked and dataset and dataset.startswith(NPZ_PREFIX) and dataset != NPZ_PREFIX:
+        check_outputs(args, *checked, inputs=(dataset[len(NPZ_PREFIX):],))
+
+
 def load_test_data(args: argparse.Namespace, default_dataset: str | None,
-                   num_classes: int | None = None):
+                   input_shape=None, source=None, *, num_classes: int | None = None):
     """The test split chosen by ``args`` -> ``(x_uint8, y, split)``.
 
-    With ``num_classes`` (the model's outputs), a label the model cannot predict is refused:
-    it would only count as an error.
+    With ``input_shape``, samples of another shape are refused (naming ``source``, the file
+    they were meant for, and its own dataset ``default_dataset``). With ``num_classes`` (the
+    model's outputs), a label the model cannot predict is refused: it would only count as an
+    error.
 
-    A dataset file taken from the network's metadata is an input too: the outputs checked by
-    :func:`check_outputs` are checked against it before it is read.
+    A dataset file taken from the network's metadata is an input too
+    (:func:`check_dataset_input`).
     """
-    from qcfs_lava.data import NPZ_PREFIX, load_dataset
+    from qcfs_lava.data import check_label_range, check_sample_shape, load_test_samples
 
     name = args.dataset or default_dataset
-    if not name:
-        raise DatasetError("no dataset given and none recorded in the file: pass --dataset")
-    checked = getattr(args, "_checked_outputs", None)
-    if checked and name.startswith(NPZ_PREFIX) and name != NPZ_PREFIX:
-        check_outputs(args, *checked, inputs=(name[len(NPZ_PREFIX):],))
-    split = load_dataset(name, args.data_root)
-    x, y = split.x_test, split.y_test
-    if num_classes is not None and len(y) and int(y.max()) >= num_classes:
-        raise DatasetError(
-            f"dataset {split.name!r} has the label {int(y.max())} but the model has "
-            f"{num_classes} outputs (classes 0..{num_classes - 1}); pass the dataset the model "
-            "was trained on (--dataset)")
-    if args.samples is not None:
-        x, y = x[: args.samples], y[: args.samples]
-    return np.ascontiguousarray(x), y, split
+    check_dataset_input(args, name)
+    x, y, split = load_test_samples(name, args.data_root, args.samples)
+    if input_shape is not None:
+        check_sample_shape(x, split, input_shape, source, default_dataset)
+    if num_classes is not None:
+        check_label_range(split, num_classes)
+    return x, y, split

@@ -1,14 +1,8 @@
-"""``qcfs-lava demo``: the whole deployment on the embedded digits data, in a few minutes.
-
-train -> evaluate (ANN, float SNN) -> convert + export NetX -> read it back and emulate ->
-simulate in Lava (spike-for-spike check against the emulator) -> report with plots.
-"""
+"""``qcfs-lava demo``: :func:`qcfs_lava.demo.run_demo` with its steps and summary printed."""
 
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,63 +24,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qcfs_lava.analysis.report import ReportConfig, make_report
-    from qcfs_lava.data import load_dataset
-    from qcfs_lava.io import write_json
-    from qcfs_lava.network import format_table
-    from qcfs_lava.netx import write_netx
-    from qcfs_lava.pipeline import convert_checkpoint, load_source, run_chain
-    from qcfs_lava.train import TrainConfig, train
+    from qcfs_lava.demo import DemoConfig, run_demo
 
-    t_start = time.perf_counter()
-    out = Path(args.out)
-    best = out / "best.pt"
-    print(f"[1/5] training a QCFS cnn on digits -> {out}")
-    if best.exists() and (out / "done").exists() and not args.retrain:
-        print(f"      reusing {best} (pass --retrain to train again)")
-    else:
-        cfg = TrainConfig(out_dir=str(out))
-        if args.epochs is not None:
-            cfg.epochs = args.epochs
-        best = train(cfg)
-        (out / "done").write_text("training finished\n")
-
-    print(f"[2/5] converting to the integer network and exporting NetX -> {args.export}")
-    net, qreport, ckpt = convert_checkpoint(best, steps=args.steps)
-    write_netx(net, args.export)
-    print(format_table(net))
-    print(qreport.format())
-
-    print(f"[3/5] reading {args.export} back and emulating the whole test split, T={args.steps}")
-    split = load_dataset("digits")
-    from_file = run_chain(load_source(args.export), split.x_test, split.y_test, [args.steps],
-                          progress=True)
-    emu = from_file.runs[args.steps]
-
-    print(f"[4/5] report (ANN, float SNN, integer SNN, Lava on {args.lava_samples} samples)")
-    report = make_report(
-        ReportConfig(checkpoint=str(best), steps=(1, 2, 4, 8, 16, 32),
-                     budget_steps=args.steps, lava_samples=args.lava_samples),
-        out / "report", progress=True,
-    )
-    budget = report.budget
-    lava = budget.lava or {}
-    counts = report.counts[args.steps]
-    energy = report.energy[args.steps]
-
+    config = DemoConfig(out=args.out, export=args.export, epochs=args.epochs, steps=args.steps,
+                        lava_samples=args.lava_samples, retrain=args.retrain)
+    result = run_demo(config, say=print)
+    report, steps = result.report, config.steps
+    counts, energy = report.counts[steps], report.energy[steps]
     print("[5/5] summary")
-    lines = [
-        f"  QCFS-ANN accuracy           {100 * budget.qcfs_ann:.2f}%",
-        f"  float SNN   (T={args.steps:>2})        {100 * budget.float_snn[args.steps]:.2f}%",
-        f"  integer SNN (T={args.steps:>2}, file)  {100 * emu.accuracy:.2f}%"
-        f"  ({len(split.y_test)} samples)",
-    ]
-    if lava and "accuracy" in lava:
-        lines.append(f"  Lava        (T={args.steps:>2})        {100 * lava['accuracy']:.2f}% "
-                     f"on {lava['samples']} samples; emulator on the same: "
-                     f"{100 * lava['integer_snn_accuracy_same_subset']:.2f}%")
-        lines.append(f"  emulator vs Lava mismatches {lava['mismatches']}")
-    lines += [
+    print(result.report.budget.format(steps=[steps]))
+    print("\n".join([
+        f"  integer SNN (T={steps:>2}, file)  {100 * result.file_accuracy:.2f}%"
+        f"  ({result.test_samples} samples)",
         f"  spikes per sample           {counts.per_sample('spikes'):.0f}",
         f"  SynOps per sample           {counts.per_sample('synops'):.0f} "
         f"(+ {counts.per_sample('input_macs'):.0f} first-layer MACs)",
@@ -95,16 +44,11 @@ def run(args: argparse.Namespace) -> int:
         f"{energy.per_sample_uj('cmos_ann'):.3f} uJ",
         f"  report                      {report.markdown}",
         f"  plots                       {', '.join(str(p) for p in report.plots)}",
-        f"  NetX file                   {args.export}",
-        f"  total time                  {time.perf_counter() - t_start:.0f} s",
-    ]
-    print("\n".join(lines))
-    write_json(out / "summary.json", {
-        "config": {k: v for k, v in vars(args).items() if k != "func"},
-        "error_budget": budget.to_dict(), "integer_snn_from_file": emu.accuracy,
-        "report": str(report.markdown), "netx": str(args.export),
-    })
-    if lava and lava.get("mismatches"):
+        f"  NetX file                   {config.export}",
+        f"  summary                     {result.summary}",
+        f"  total time                  {result.seconds:.0f} s",
+    ]))
+    if not result.lava_identical:
         print("error: the Lava run and the emulator differ; they must be identical")
         return 1
     return 0

@@ -14,6 +14,9 @@ from qcfs_lava.cli.common import (
     positive_int,
 )
 
+# T for a checkpoint, or a NetX file that records none
+DEFAULT_STEPS = 8
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -24,14 +27,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the error budget: QCFS-ANN, float-SNN and integer-SNN accuracy side by side.",
     )
     p.add_argument("source", metavar="CHECKPOINT|FILE.net")
-    p.add_argument("--steps", type=parse_steps, default=[8], help="T values, e.g. 1,2,4,8")
+    p.add_argument("--steps", type=parse_steps, default=None, metavar="T[,T...]",
+                   help="comma-separated time steps T, e.g. 1,2,4,8 (default: a NetX file's "
+                   f"recorded T; else {DEFAULT_STEPS})")
     add_data_args(p)
-    p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--device", default="cpu", help="torch device for the emulator")
+    p.add_argument("--batch-size", type=positive_int, default=256,
+                   help="samples per batch (default 256)")
+    p.add_argument("--device", default="cpu", help="torch device for the emulator (default cpu)")
     p.add_argument("--json", default=None, metavar="FILE",
                    help="write every number (and per-sample predictions) as JSON")
     add_force_arg(p)
     p.set_defaults(func=run)
+
+
+def _recorded_steps(path) -> int | None:
+    """The T recorded in a NetX file (None for a checkpoint or a file without one)."""
+    from qcfs_lava.pipeline import is_hdf5
+
+    if not is_hdf5(path):
+        return None
+    from qcfs_lava.netx import read_netx
+
+    steps = read_netx(path).metadata.get("steps")
+    return None if steps is None else int(steps)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,9 +59,12 @@ def run(args: argparse.Namespace) -> int:
 
     # before any work, so finished results are never lost to an unwritable path
     check_outputs(args, (args.json, "--json", "json"))
+    if args.steps is None:
+        args.steps = [_recorded_steps(args.source) or DEFAULT_STEPS]
     source = load_source(args.source, steps=max(args.steps))
     net, report = source.network, source.quantization
-    x, y, split = load_test_data(args, net.metadata.get("dataset"), net.num_classes)
+    x, y, split = load_test_data(args, net.metadata.get("dataset"), net.input_shape,
+                                 args.source, num_classes=net.num_classes)
     print(format_table(net))
     if report is not None:
         print("\nquantization report (scale = state units per float unit)")

@@ -57,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from qcfs_lava import __version__
+    from qcfs_lava.convert import ConversionConfig
     from qcfs_lava.errors import CheckpointError
     from qcfs_lava.network import format_table
     from qcfs_lava.netx import export_config_path, write_netx
@@ -74,8 +75,8 @@ def run_export(args: argparse.Namespace) -> int:
     # before any work: neither output may be the input, a folder, or a file of another kind
     check_outputs(args, (out, "--out", "hdf5"),
                   (export_config_path(out), f"--out's {out.name}.json", "json"))
-    net, report, _ = convert_checkpoint(args.checkpoint, steps=args.steps,
-                                        layer_copies=args.layer_copies)
+    conversion = ConversionConfig(layer_copies=args.layer_copies)
+    net, report, _ = convert_checkpoint(args.checkpoint, steps=args.steps, config=conversion)
     config = {
         "command": "export",
         "checkpoint": str(args.checkpoint),

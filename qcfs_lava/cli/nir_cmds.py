@@ -13,10 +13,9 @@ that checkpoint and fail on any different prediction.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-RUNNERS = ("reference", "import", "snntorch", "sinabs", "literal")
+from qcfs_lava.nir_exchange.runners import RUNNERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "is an error.",
     )
     p.add_argument("file", metavar="FILE.nir", help="NIR file written by qcfs-lava")
-    p.add_argument("--runner", choices=RUNNERS, default="reference")
+    p.add_argument("--runner", choices=RUNNERS, default="reference",
+                   help="who runs the file (default reference)")
     p.add_argument("--steps", type=parse_steps, default=None, metavar="T[,T...]",
                    help="time steps (default: the T recorded in the file)")
     add_data_args(p)
@@ -53,6 +53,7 @@ def run_export_nir(args: argparse.Namespace) -> int:
     from qcfs_lava.cli.common import check_outputs
     from qcfs_lava.io import write_json
     from qcfs_lava.nir_exchange.export import export_checkpoint
+    from qcfs_lava.nir_exchange.runners import describe_graph
     from qcfs_lava.nir_exchange.semantics import NAMESPACE, VERSION
 
     out = Path(args.out)
@@ -60,13 +61,7 @@ def run_export_nir(args: argparse.Namespace) -> int:
     check_outputs(args, (out, "--out", "hdf5"),
                   (out.with_name(out.name + ".json"), f"--out's {out.name}.json", "json"))
     graph, ckpt = export_checkpoint(args.checkpoint, out, steps=args.steps)
-    rows = []
-    for name, node in graph.nodes.items():
-        shape = node.output_type.get("output") if node.output_type else None
-        meta = node.metadata.get(NAMESPACE, {}) if node.metadata else {}
-        rows.append({"node": name, "type": type(node).__name__,
-                     "output": None if shape is None else [int(s) for s in shape],
-                     "source": meta.get("source")})
+    rows = describe_graph(graph)
     config = {
         "command": "export", "format": "nir", "checkpoint": str(args.checkpoint),
         "checkpoint_sha256": graph.metadata[NAMESPACE]["checkpoint_sha256"], "out": str(out),
@@ -86,95 +81,28 @@ def run_export_nir(args: argparse.Namespace) -> int:
     return 0
 
 
-def _outputs(runner: str, path: str, x_uint8, steps: int):
-    """``(steps, N, classes)`` outputs of one runner."""
-    import numpy as np
-
-    from qcfs_lava.nir_exchange.executor import normalize_pixels, run_nir
-    from qcfs_lava.nir_exchange.semantics import graph_semantics, read_nir
-
-    graph = read_nir(path)
-    if runner in ("reference", "literal"):
-        return run_nir(graph, x_uint8, steps, literal=runner == "literal").outputs
-    sem = graph_semantics(graph, path)
-    xf = normalize_pixels(x_uint8, sem.mean, sem.std)
-    if runner == "import":
-        import torch
-
-        from qcfs_lava.nir_exchange.importer import from_nir
-
-        net = from_nir(graph)
-        return np.concatenate([net.run(torch.as_tensor(xf[i:i + 256]), steps).numpy()
-                               for i in range(0, len(xf), 256)], axis=1)
-    from qcfs_lava.nir_exchange import shims
-
-    run = shims.run_snntorch if runner == "snntorch" else shims.run_sinabs
-    return run(graph, xf, steps)
-
-
 def run_nir_cmd(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from qcfs_lava.cli.common import check_outputs, load_test_data
     from qcfs_lava.errors import SimulationMismatchError
     from qcfs_lava.io import write_json
     from qcfs_lava.nir_exchange.executor import check_graph
+    from qcfs_lava.nir_exchange.runners import run_nir_file
     from qcfs_lava.nir_exchange.semantics import read_nir
 
     check_outputs(args, (args.json, "--json", "json"))
-    graph = read_nir(args.file)
-    sem = check_graph(graph, str(args.file))  # every runner runs only what the reference accepts
+    # every runner runs only what the reference executor accepts
+    sem = check_graph(read_nir(args.file), str(args.file))
     steps = args.steps or [sem.resolve_steps(None, args.file)]
-    x, y, _ = load_test_data(args, sem.extra.get("dataset"), len(sem.class_names) or None)
-    t0 = time.perf_counter()
-    out = _outputs(args.runner, args.file, x, max(steps))
-    seconds = time.perf_counter() - t0
-    if not np.all(np.isfinite(out)):
-        from qcfs_lava.errors import NirError
-
-        raise NirError(f"{args.file}: the {args.runner} runner's outputs overflow (inf or NaN); "
-                       "the network's weights or thresholds are absurd: the file is damaged or "
-                       "was not written by qcfs-lava")
-    result = {"command": "run-nir", "file": str(args.file), "runner": args.runner,
-              "samples": int(len(y)), "seconds": round(seconds, 3), "steps": {}}
-    ref = None
-    if args.checkpoint:
-        import torch
-
-        from qcfs_lava.checkpoint import load_checkpoint
-        from qcfs_lava.data import normalize
-        from qcfs_lava.snn import snn_outputs
-
-        ckpt = load_checkpoint(args.checkpoint)
-        xf = normalize(x, ckpt.mean, ckpt.std)
-        model = ckpt.build_model()
-        ref = torch.cat([snn_outputs(model, xf[i:i + 256], max(steps))
-                         for i in range(0, len(xf), 256)], 1).numpy()
-    head = f"{'T':>4} {'accuracy':>9}" + ("  float SNN  mismatches  max|d out|" if ref is not None
-                                          else "")
-    print(f"{args.runner} runner, {len(y)} samples, {seconds:.1f} s")
-    print(head)
-    mismatched = 0
-    for t in steps:
-        pred = out[:t].mean(0).argmax(1)
-        row = {"accuracy": float(np.mean(pred == y))}
-        line = f"{t:>4} {100 * row['accuracy']:8.2f}%"
-        if ref is not None:
-            ref_pred = ref[:t].mean(0).argmax(1)
-            row["float_snn_accuracy"] = float(np.mean(ref_pred == y))
-            row["prediction_mismatches"] = int(np.sum(pred != ref_pred))
-            row["max_abs_output_difference"] = float(np.abs(out[:t] - ref[:t]).max())
-            mismatched += row["prediction_mismatches"]
-            line += (f"  {100 * row['float_snn_accuracy']:8.2f}%"
-                     f"  {row['prediction_mismatches']:>10}"
-                     f"  {row['max_abs_output_difference']:.3g}")
-        result["steps"][str(t)] = row
-        print(line)
+    x, y, _ = load_test_data(args, sem.extra.get("dataset"),
+                             num_classes=len(sem.class_names) or None)
+    result = run_nir_file(args.file, x, y, steps, runner=args.runner,
+                          checkpoint=args.checkpoint)
+    print(result.format())
     if args.json:
-        write_json(args.json, result)
-    if ref is not None and mismatched and args.runner != "literal":
+        write_json(args.json, result.to_dict())
+    if result.checkpoint is not None and result.mismatches and args.runner != "literal":
         raise SimulationMismatchError(
             f"{args.file}: the {args.runner} runner's predictions differ from the float SNN of "
-            f"{args.checkpoint} on {mismatched} (sample, T) pairs; the file and checkpoint do "
-            "not match, or the runner does not follow the file's semantics")
+            f"{args.checkpoint} on {result.mismatches} (sample, T) pairs; the file and "
+            "checkpoint do not match, or the runner does not follow the file's semantics")
     return 0

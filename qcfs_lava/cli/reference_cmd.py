@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from qcfs_lava.cli.common import levels_arg
+from qcfs_lava.cli.common import RegistryHelp, levels_arg
 
 # Input normalisation the reference code uses for its datasets (per channel, of x / 255).
 REFERENCE_NORMALIZATION = {
@@ -26,14 +26,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("state_dict", metavar="STATE_DICT.pth")
     p.add_argument("--arch", required=True,
-                   help="vgg11, vgg16, resnet18, resnet20 or resnet34")
+                   help=RegistryHelp("one of {names}", "qcfs_lava.model.reference",
+                                     "REFERENCE_ARCHS"))
     p.add_argument("--levels", type=levels_arg, required=True,
                    help="quantization levels L the reference model was trained with")
     p.add_argument("--dataset", default="cifar10",
                    help="dataset the model was trained on (sets classes and normalisation)")
-    p.add_argument("--num-classes", type=int, default=None)
-    p.add_argument("--input-size", type=int, default=32)
-    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="classes of the output layer (default: the dataset's)")
+    p.add_argument("--input-size", type=int, default=32,
+                   help="image side in pixels (default 32)")
+    p.add_argument("--in-channels", type=int, default=3,
+                   help="image channels (default 3)")
     p.add_argument("--mean", default=None, help="per-channel mean of x/255, e.g. 0.49,0.48,0.45")
     p.add_argument("--std", default=None, help="per-channel std of x/255")
     p.add_argument("--out", required=True, help="checkpoint to write (.pt)")

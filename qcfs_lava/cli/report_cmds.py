@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 
-from qcfs_lava.cli.common import non_negative_int, parse_steps, positive_int
+from qcfs_lava.cli.common import (
+    STEPS_TO_COMPARE,
+    non_negative_int,
+    parse_steps,
+    positive_int,
+)
 from qcfs_lava.errors import AnalysisError
 
 # sweep options whose default is SweepConfig's (left None here, so it is set in one place)
@@ -34,10 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="qcfs-lava checkpoint (.pt)")
     p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
-    p.add_argument("--steps", type=parse_steps, default=(1, 2, 4, 8, 16),
-                   help="comma-separated time steps T (default 1,2,4,8,16)")
-    p.add_argument("--budget-steps", type=positive_int, default=None,
-                   help="T of the error budget, breakdown and Lava run (default: largest T)")
+    p.add_argument("--steps", type=parse_steps, default=STEPS_TO_COMPARE,
+                   help="comma-separated time steps T")
+    p.add_argument("--netx", default=None, metavar="FILE.net",
+                   help="a NetX file exported from CHECKPOINT: its recorded T is the T of the "
+                   "error budget, breakdown and Lava run, and the report checks that the "
+                   "checkpoint converts to exactly this file")
+    p.add_argument("--budget-steps", type=positive_int, default=None, metavar="T",
+                   help="T of the error budget, breakdown and Lava run (default: the T of "
+                   "--netx, else the largest --steps)")
     p.add_argument("--samples", type=positive_int, default=None,
                    help="test samples (default: all)")
     p.add_argument("--lava-samples", type=non_negative_int, default=0,
@@ -52,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override an energy constant (repeatable), e.g. cmos_ac_pj=0.03")
     p.add_argument("--energy-json", default=None,
                    help="JSON file {name: value} of energy constants")
-    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256,
+                   help="samples per batch (default 256)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run_report)
@@ -63,26 +74,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train ReLU, clip-floor and clip-floor-shift models for several L, then "
         "evaluate ANN accuracy vs L and float-SNN accuracy vs T; write DIR/sweep.md, "
         "DIR/sweep.json and plots. Trained runs are reused unless --no-resume. Options left "
-        "out take the defaults of qcfs_lava.analysis.sweep.SweepConfig; sweep.json records "
+        "out take the defaults of qcfs_lava.sweep.SweepConfig; sweep.json records "
         "the resolved values.",
     )
-    s.add_argument("--dataset", default=None, help="dataset name")
-    s.add_argument("--model", default=None, help="registered model")
-    s.add_argument("--levels", type=parse_steps, default=None, help="comma-separated L values")
-    s.add_argument("--steps", type=parse_steps, default=None, help="comma-separated T values")
+    s.add_argument("--dataset", default=None, help="dataset name (default digits)")
+    s.add_argument("--model", default=None, help="registered model (default cnn)")
+    s.add_argument("--levels", type=parse_steps, default=None,
+                   help="comma-separated L values (default 1,2,4,8,16)")
+    s.add_argument("--steps", type=parse_steps, default=None,
+                   help="comma-separated T values (default 1,2,4,8,16,32,64)")
     s.add_argument("--shift-levels", type=positive_int, default=None,
-                   help="L of the clip-floor vs clip-floor-shift experiment")
-    s.add_argument("--epochs", type=positive_int, default=None)
-    s.add_argument("--batch-size", type=positive_int, default=None)
-    s.add_argument("--lr", type=float, default=None)
-    s.add_argument("--optimizer", default=None, choices=("sgd", "adam"))
-    s.add_argument("--width", type=positive_int, default=None)
-    s.add_argument("--seed", type=int, default=None)
+                   help="L of the clip-floor vs clip-floor-shift experiment (default 4)")
+    s.add_argument("--epochs", type=positive_int, default=None,
+                   help="training epochs of each run (default 40)")
+    s.add_argument("--batch-size", type=positive_int, default=None,
+                   help="samples per batch (default 64)")
+    s.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05)")
+    s.add_argument("--optimizer", default=None, choices=("sgd", "adam"),
+                   help="optimizer (default sgd)")
+    s.add_argument("--width", type=positive_int, default=None,
+                   help="model base width (default: the model's usual width)")
+    s.add_argument("--seed", type=int, default=None, help="training and split seed (default 0)")
     s.add_argument("--samples", type=positive_int, default=None, help="test samples (default: all)")
-    s.add_argument("--data-root", default=None)
-    s.add_argument("--device", default=None, help="auto, cpu or cuda")
+    s.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    s.add_argument("--device", default=None, help="auto, cpu or cuda (default auto)")
     s.add_argument("--no-resume", action="store_true", help="retrain every run")
-    s.add_argument("--out", required=True, metavar="DIR")
+    s.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder (sweep.md, sweep.json, plots, runs/)")
     s.set_defaults(func=run_sweep_cmd)
 
 
@@ -91,13 +109,13 @@ def _setup_logging() -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from qcfs_lava.analysis.report import ReportConfig, make_report
+    from qcfs_lava.report import ReportConfig, make_report
 
     _setup_logging()
     if args.lava_samples < 0:
         raise AnalysisError("--lava-samples must be >= 0")
     config = ReportConfig(
-        checkpoint=args.checkpoint, dataset=args.dataset, steps=args.steps,
+        checkpoint=args.checkpoint, netx=args.netx, dataset=args.dataset, steps=args.steps,
         budget_steps=args.budget_steps, samples=args.samples, lava_samples=args.lava_samples,
         data_root=args.data_root, seed=args.seed, relu_accuracy=args.relu_accuracy,
         relu_checkpoint=args.relu_checkpoint,
@@ -123,31 +141,14 @@ def run_report(args: argparse.Namespace) -> int:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # leave no empty output folder behind
         raise
-    b = result.data["error_budget"]
-
-    def pct(v):
-        return "n/a" if v is None else f"{100 * v:.2f}%"
-
-    tb = str(config.budget_steps)
-    print(f"error budget at T={tb} on {b['samples']} samples:")
-    print(f"  ReLU ANN     {pct(b['relu_ann'])}")
-    print(f"  QCFS ANN     {pct(b['qcfs_ann'])}")
-    print(f"  float SNN    {pct(b['float_snn'][tb])}")
-    print(f"  integer SNN  {pct(b['integer_snn'][tb])}")
-    lava = b.get("lava")
-    if lava and "skipped" not in lava:
-        print(f"  Lava         {pct(lava['accuracy'])} on {lava['samples']} samples, "
-              f"{lava['mismatches']} mismatches with the emulator")
-    elif lava:
-        print(f"  Lava         skipped: {lava['skipped']}")
+    print(result.budget.format(steps=[config.budget_steps]))
     print(f"wrote {result.markdown}, {result.json} and {len(result.plots)} plots")
-    if lava and lava.get("mismatches"):
-        return 1
-    return 0
+    lava = result.budget.lava
+    return 1 if lava is not None and lava.mismatches else 0
 
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
-    from qcfs_lava.analysis.sweep import SweepConfig, run_sweep
+    from qcfs_lava.sweep import SweepConfig, run_sweep
 
     _setup_logging()
     options = {k: getattr(args, k) for k in _SWEEP_OPTIONS if getattr(args, k) is not None}

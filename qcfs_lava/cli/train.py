@@ -7,6 +7,10 @@ import logging
 import time
 
 from qcfs_lava.cli.common import (
+    DATASETS_HELP,
+    MODELS_HELP,
+    STEPS_TO_COMPARE,
+    RegistryHelp,
     add_data_args,
     add_force_arg,
     check_outputs,
@@ -16,6 +20,9 @@ from qcfs_lava.cli.common import (
     phi_arg,
     positive_int,
 )
+
+# what an unset training option takes
+_RECIPE = "default: the dataset's recipe (qcfs_lava.train.RECIPES), else "
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,31 +34,52 @@ def register(sub: argparse._SubParsersAction) -> None:
         "config.json, best.pt, last.pt and metrics.json into --out. Under torchrun the run is "
         "data-parallel (gloo on CPU).",
     )
-    p.add_argument("--model", default="cnn", help="model name (mlp, cnn, vgg11, vgg16, "
-                   "resnet18, resnet20, resnet34); default cnn")
+    p.add_argument("--model", default="cnn",
+                   help=RegistryHelp("model name ({names}); default cnn", *MODELS_HELP))
     p.add_argument("--dataset", default="digits",
-                   help="dataset name, or npz:FILE.npz for your own arrays; default digits")
+                   help=RegistryHelp("dataset: one of {names} (npz:PATH: your own arrays); "
+                                     "default digits", *DATASETS_HELP))
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--download", action="store_true", help="let torchvision download data")
     p.add_argument("--out", required=True, help="output folder, e.g. runs/cnn-digits")
-    p.add_argument("--activation", choices=("qcfs", "relu"), default=None)
-    p.add_argument("--levels", type=levels_arg, default=None, help="quantization levels L")
-    p.add_argument("--phi", type=phi_arg, default=None, help="QCFS shift (0.5 or 0)")
-    p.add_argument("--thresh", type=float, default=None, help="initial threshold lambda")
-    p.add_argument("--width", type=int, default=None, help="model base width")
+    p.add_argument("--activation", choices=("qcfs", "relu"), default=None,
+                   help=f"QCFS, or ReLU for a baseline to calibrate ({_RECIPE}qcfs)")
+    p.add_argument("--levels", type=levels_arg, default=None,
+                   help=f"quantization levels L ({_RECIPE}4)")
+    p.add_argument("--phi", type=phi_arg, default=None,
+                   help=f"QCFS shift: 0.5 clip-floor-shift, 0 clip-floor ({_RECIPE}0.5)")
+    p.add_argument("--thresh", type=float, default=None,
+                   help=f"initial threshold lambda ({_RECIPE}4.0)")
+    p.add_argument("--width", type=int, default=None,
+                   help=f"model base width ({_RECIPE}the model's usual width)")
     p.add_argument("--hidden", type=int, default=None,
                    help="VGG classifier hidden units (default 4096; 0: one Linear layer)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=positive_int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--optimizer", choices=("sgd", "adam"), default=None)
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None, help=f"training epochs ({_RECIPE}40)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help=f"samples per batch ({_RECIPE}64)")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"learning rate, cosine schedule ({_RECIPE}0.05)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default=None,
+                   help=f"SGD with momentum 0.9, or Adam ({_RECIPE}sgd)")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help=f"weight decay on conv/linear weights ({_RECIPE}0.0005)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of initialisation, shuffling and the dataset split (default 0)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random crop + flip (default: on for CIFAR only)")
-    p.add_argument("--num-workers", type=int, default=None)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    p.add_argument("--num-workers", type=int, default=None,
+                   help="data-loader worker processes (default 0: load in the main process)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                   help="torch device (default auto: cuda when available)")
     p.add_argument("--resume", action="store_true", help="continue from --out/last.pt")
+    p.add_argument("--thresh-decay", action=argparse.BooleanOptionalAction, default=None,
+                   help="weight decay on the QCFS thresholds too, as the QCFS reference "
+                   "(default: the dataset's recipe)")
+    p.add_argument("--init-from", default=None, metavar="CKPT",
+                   help="start from this checkpoint of the same model and data (e.g. a ReLU "
+                   "run): calibrated to QCFS, written as OUT/init.pt, then trained")
+    p.add_argument("--init-percentile", type=float, default=None,
+                   help="calibration percentile for --init-from (default 99.5)")
     p.set_defaults(func=run_train)
 
     e = sub.add_parser(
@@ -61,17 +89,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "2) for each number of steps T, on the checkpoint's dataset unless --dataset is given.",
     )
     e.add_argument("checkpoint", help="checkpoint file (best.pt)")
-    e.add_argument("--steps", type=parse_steps, default=[1, 2, 4, 8, 16, 32],
-                   help="comma-separated T values; default 1,2,4,8,16,32")
+    e.add_argument("--steps", type=parse_steps, default=STEPS_TO_COMPARE,
+                   help="comma-separated T values")
     add_data_args(e)
-    e.add_argument("--batch-size", type=positive_int, default=256)
+    e.add_argument("--batch-size", type=positive_int, default=256,
+                   help="samples per batch (default 256)")
     e.add_argument("--json", default=None, help="also write the results to this JSON file")
     add_force_arg(e)
     e.set_defaults(func=run_evaluate)
 
 
 _FIELDS = ("activation", "levels", "phi", "thresh", "width", "epochs", "batch_size", "lr",
-           "optimizer", "weight_decay", "seed", "augment", "num_workers", "device")
+           "optimizer", "weight_decay", "seed", "augment", "num_workers", "device",
+           "thresh_decay", "init_from", "init_percentile")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -101,20 +131,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from qcfs_lava.checkpoint import checkpoint_sha256, load_checkpoint
     from qcfs_lava.data import normalize
-    from qcfs_lava.errors import DatasetError
     from qcfs_lava.snn import evaluate_ann, simulate_snn
 
     # before any work, so finished results are never lost to an unwritable path
     check_outputs(args, (args.json, "--json", "json"))
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.build_model()
-    x_uint8, y, split = load_test_data(args, ckpt.dataset, ckpt.num_classes)
-    if tuple(x_uint8.shape[1:]) != tuple(ckpt.input_shape):
-        raise DatasetError(
-            f"dataset {split.name!r} has samples of shape {tuple(x_uint8.shape[1:])}, but "
-            f"{args.checkpoint} takes {tuple(ckpt.input_shape)}; pass --dataset {ckpt.dataset} "
-            "(the checkpoint's own dataset) or a dataset of that shape"
-        )
+    x_uint8, y, split = load_test_data(args, ckpt.dataset, ckpt.input_shape, args.checkpoint,
+                                       num_classes=ckpt.num_classes)
     x = normalize(x_uint8, *ckpt.normalization())
     y = torch.as_tensor(y)
     ann = evaluate_ann(model, x, y, args.batch_size)

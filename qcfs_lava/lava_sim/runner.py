@@ -18,6 +18,14 @@ synapse from layer ``j`` into ``l`` is preceded by a :class:`~.procs.io.SpikeDel
 ``depth_l - depth_j - 1`` steps, so all synapses of a layer deliver the same logical step at
 the same time. ``N`` samples take ``N * T + depth_out`` steps in one run.
 
+Records: per-sample totals (spikes, saturations, output potentials) are Vars read once per
+run. Per-neuron records (counts, spike trains) and the keyed spike-train digests
+(:mod:`qcfs_lava.digest`) are kept by each neuron model in its own memory and written to one
+file per layer in a temporary folder when its last sample window ends; the runner reads the
+files after the run (``record_transport="file"``). ``record_transport="var"`` is the previous
+way, kept for comparison: records packed into a Var and read with ``Var.get``, which lava
+sends one element per message.
+
 Layouts: Lava keeps images as ``(X, Y, C) = (W, H, C)``; torch as ``(C, H, W)``. A dense
 synapse from a ``(C, H, W)`` source flattens it in torch's C, H, W order: its weight columns
 are permuted to Lava's flattening, which gives the same sums.
@@ -29,6 +37,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -70,12 +79,29 @@ class LavaRunConfig:
         max_record_bytes: upper bound on the recorded arrays of one Lava run; larger
             requests are split into several runs (chunks of samples).
         max_samples_per_run: upper bound on samples per Lava run (``None``: no bound).
+        record_transport: how per-neuron records come back: ``"file"`` (kept in each
+            neuron model, written once per run) or ``"var"`` (the previous way: packed into
+            a Var read with ``Var.get``, one message per element; no digests).
+        neuron_model: a process model class for :class:`~.procs.neuron.QcfsNeuron`
+            (``None``: the bit-accurate :class:`~.procs.neuron.PyQcfsNeuronModelFixed`);
+            a test injects faults with it.
     """
 
     fast_conv: bool = True
     fast_dense: bool = True
     max_record_bytes: int = 64 << 20
     max_samples_per_run: int | None = None
+    record_transport: str = "file"
+    neuron_model: type | None = None
+
+    def __post_init__(self) -> None:
+        if self.record_transport not in RECORD_TRANSPORTS:
+            raise NetworkValidationError(
+                f"record_transport must be one of {RECORD_TRANSPORTS}, got "
+                f"{self.record_transport!r}")
+
+
+RECORD_TRANSPORTS = ("file", "var")
 
 
 def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -129,6 +155,8 @@ class LavaNetwork:
     num_samples: int
     record: RecordMode
     source: SampleInput
+    record_dir: str | None = None
+    digest_key: int | None = None
     layers: list = field(default_factory=list)
     synapses: list = field(default_factory=list)
     delays: list = field(default_factory=list)
@@ -140,7 +168,8 @@ class LavaNetwork:
 
 
 def build_network(net: IntegerNetwork, x: np.ndarray, steps: int, *,
-                  record: RecordMode | str | None = None) -> LavaNetwork:
+                  record: RecordMode | str | None = None, record_dir: str | None = None,
+                  digest_key: int | None = None, first_sample: int = 0) -> LavaNetwork:
     """Create and connect the Lava processes that run ``net`` on the samples ``x``.
 
     Args:
@@ -148,6 +177,11 @@ def build_network(net: IntegerNetwork, x: np.ndarray, steps: int, *,
         x: ``(N, *net.input_shape)`` uint8 samples (torch layout).
         steps: time steps ``T`` per sample.
         record: a :class:`~qcfs_lava.results.RecordMode` or its name (``None``: spike totals).
+        record_dir: folder the neuron models write their per-neuron records and digests
+            to, one file per layer (``None``: per-neuron records go through Vars).
+        digest_key: key of the spike-train digests (``None``: none); needs ``record_dir``.
+        first_sample: index of ``x[0]`` in the whole request, a parameter of every neuron
+            process (``proc_params["first_sample"]``) for models that name samples.
 
     Returns:
         The processes, ready to ``run`` for :attr:`LavaNetwork.num_steps` steps.
@@ -156,8 +190,11 @@ def build_network(net: IntegerNetwork, x: np.ndarray, steps: int, *,
     depths = net.depths()
     source = SampleInput(data=to_lava(x, net.input_shape), steps=steps, name="input")
     mode = RecordMode.parse(record)
-    built = LavaNetwork(net=net, steps=steps, num_samples=num, record=mode, source=source)
-    for layer, depth in zip(net.layers, depths, strict=True):
+    if digest_key is not None and record_dir is None:
+        raise NetworkValidationError("spike-train digests need a record_dir to be written to")
+    built = LavaNetwork(net=net, steps=steps, num_samples=num, record=mode, source=source,
+                        record_dir=record_dir, digest_key=digest_key)
+    for index, (layer, depth) in enumerate(zip(net.layers, depths, strict=True)):
         common = dict(
             shape=lava_shape(layer.shape),
             v_init=layer.v_init,
@@ -166,16 +203,25 @@ def build_network(net: IntegerNetwork, x: np.ndarray, steps: int, *,
             steps=steps,
             offset=1 + depth,
             num_samples=num,
+            first_sample=int(first_sample),
             name=layer.name,
         )
         if layer.spiking:
-            proc = QcfsNeuron(vth=layer.v_th, record=mode.value, **common)
+            to_file = record_dir is not None and (mode is not RecordMode.TOTAL
+                                                  or digest_key is not None)
+            proc = QcfsNeuron(vth=layer.v_th, record=mode.value,
+                              record_to=_record_file(record_dir, index) if to_file else None,
+                              digest_key=digest_key, layer_index=index, **common)
         else:
             proc = QcfsOutput(**common)
         for syn in layer.synapses:
             _connect(built, syn, layer, proc, depth, depths)
         built.layers.append(proc)
     return built
+
+
+def _record_file(record_dir: str, index: int) -> str:
+    return os.path.join(record_dir, f"layer{index}.npz")
 
 
 def _connect(built: LavaNetwork, syn: Synapse, layer: NeuronLayer, proc, depth: int,
@@ -238,6 +284,8 @@ def synapse_models(config: LavaRunConfig | None = None) -> dict:
     """The ``exception_proc_model_map`` that selects the synapse models of ``config``."""
     config = config or LavaRunConfig()
     models = {}
+    if config.neuron_model is not None:
+        models[QcfsNeuron] = config.neuron_model
     if config.fast_conv:
         models[Conv] = PyConvModelFast
     if config.fast_dense:
@@ -275,7 +323,10 @@ def _run(built: LavaNetwork, config: LavaRunConfig) -> dict:
         if failed:
             _shutdown_after_failure(head)
     try:
-        return _read(built)
+        t0 = time.perf_counter()
+        out = _read(built)
+        out["read_s"] = time.perf_counter() - t0
+        return out
     finally:
         head.stop()
 
@@ -356,7 +407,10 @@ def _read(built: LavaNetwork) -> dict:
     }
     if net.layers[-1].num_neurons and len(net.output.shape) == 3:
         out["potentials"] = from_lava_flat(out["potentials"], net.output.shape).reshape(num, -1)
-    if built.record is not RecordMode.TOTAL:
+    if built.record_dir is not None and (built.record is not RecordMode.TOTAL
+                                         or built.digest_key is not None):
+        out.update(_read_files(built))
+    elif built.record is not RecordMode.TOTAL:
         per_layer = []
         for proc, layer in zip(hidden, net.layers[:-1], strict=True):
             n = layer.num_neurons
@@ -372,12 +426,52 @@ def _read(built: LavaNetwork) -> dict:
     return out
 
 
+def _read_files(built: LavaNetwork) -> dict:
+    """The records the neuron models wrote, in torch layout."""
+    net, num = built.net, built.num_samples
+    per_layer, digests = [], []
+    for index, layer in enumerate(net.layers[:-1]):
+        path = _record_file(built.record_dir, index)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        except (OSError, ValueError) as exc:
+            raise LavaSimulationError(
+                f"the Lava neuron model of layer {layer.name!r} did not leave readable "
+                f"records in {path} ({exc}); check that the temporary folder "
+                f"({tempfile.gettempdir()}) has free space, or set TMPDIR to one that has"
+            ) from exc
+        if built.record is RecordMode.SPIKES:
+            per_layer.append(from_lava_flat(arrays["spikes"], layer.shape))
+        elif built.record is RecordMode.COUNTS:
+            per_layer.append(from_lava_flat(arrays["counts"], layer.shape).astype(np.int32))
+        if built.digest_key is not None:
+            digests.append(arrays["digests"])
+    out: dict = {}
+    if built.record is not RecordMode.TOTAL:
+        out["record"] = tuple(per_layer)
+    if built.digest_key is not None:
+        out["digests"] = (np.stack(digests, axis=1) if digests
+                          else np.zeros((num, 0), np.uint64))
+    return out
+
+
 def _record_bytes(net: IntegerNetwork, steps: int, record: RecordMode) -> int:
     """Bytes one sample's records take once unpacked."""
     hidden = sum(layer.num_neurons for layer in net.layers[:-1])
     if record is RecordMode.SPIKES:
         return hidden * steps + 4 * hidden
     return 4 * hidden + 8 * net.num_classes
+
+
+@contextmanager
+def _record_folder(config: LavaRunConfig) -> Iterator[str | None]:
+    """A temporary folder for one run's record files (``None`` for the Var transport)."""
+    if config.record_transport != "file":
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="qcfs-lava-records-") as folder:
+        yield folder
 
 
 def simulate(
@@ -387,6 +481,8 @@ def simulate(
     *,
     labels: np.ndarray | None = None,
     record: RecordMode | str | None = None,
+    digest_key: int | None = None,
+    first_sample: int = 0,
     progress: bool = False,
     config: LavaRunConfig | None = None,
 ) -> SpikeRunResult:
@@ -401,6 +497,10 @@ def simulate(
         steps: time steps ``T`` per sample (>= 1).
         labels: ``(N,)`` ground truth, optional.
         record: ``None``, ``"counts"`` (per-neuron spike counts) or ``"spikes"`` (trains).
+        digest_key: also compute each sample's and layer's keyed spike-train digest
+            (:mod:`qcfs_lava.digest`) inside the neuron models; ``None``: no digests.
+        first_sample: index of ``x[0]`` in a larger request (a shard, a re-run range),
+            passed to the neuron processes (see :func:`build_network`).
         progress: show a tqdm bar over chunks of samples.
         config: run options (:class:`LavaRunConfig`).
 
@@ -410,14 +510,23 @@ def simulate(
     Returns:
         A :class:`~qcfs_lava.results.SpikeRunResult` with ``backend="lava"``; ``spikes``
         arrays are ``(N, T, *shape)`` bool and ``neuron_counts`` ``(N, *shape)`` int32, both
-        in torch layout; ``extra`` holds the wall time and the Lava steps run.
+        in torch layout; ``digests`` ``(N, num_hidden)`` uint64 when a key is given;
+        ``extra`` holds the wall time and the Lava steps run.
 
     Raises:
-        NetworkValidationError: ``x``, ``steps`` or ``record`` do not fit ``net``.
+        NetworkValidationError: ``x``, ``steps`` or ``record`` do not fit ``net``, or ``net``
+            was converted with integer ranges other than Loihi's (wider weights).
         LavaSimulationError: a Lava process model raised (its traceback is included).
     """
     config = config or LavaRunConfig()
     args = check_run_arguments(net, x, steps, labels=labels, record=record)
+    if net.ranges != hw.LOIHI_RANGES:
+        raise NetworkValidationError(f"Lava runs Loihi's 8-bit weights, not this network's "
+                                     f"{net.ranges.weight_bits}-bit ones; emulate it instead")
+    if digest_key is not None and config.record_transport != "file":
+        raise NetworkValidationError(
+            "spike-train digests are computed by the neuron models and written to files: "
+            "use record_transport='file' (the default) to compute them")
     x, steps, record, labels = args.x.astype(np.int64), args.steps, args.record, args.labels
     num = x.shape[0]
     per_run = max(1, config.max_record_bytes // max(1, _record_bytes(net, steps, record)))
@@ -429,9 +538,12 @@ def simulate(
     lava_steps = 0
     for start in bar(starts, desc="lava", unit="run", total=len(starts), enabled=progress,
                      leave=True):
-        built = build_network(net, x[start:start + per_run], steps, record=record)
-        lava_steps += built.num_steps
-        parts.append(_run(built, config))
+        with _record_folder(config) as folder:
+            built = build_network(net, x[start:start + per_run], steps, record=record,
+                                  record_dir=folder, digest_key=digest_key,
+                                  first_sample=first_sample + start)
+            lava_steps += built.num_steps
+            parts.append(_run(built, config))
     wall = time.perf_counter() - t0
 
     n_hidden = len(net.layers) - 1
@@ -455,6 +567,10 @@ def simulate(
         neuron_counts = records
     elif record is RecordMode.SPIKES:
         neuron_counts = tuple(s.sum(axis=1, dtype=np.int32) for s in records)
+    digests = None
+    if digest_key is not None:
+        digests = (np.concatenate([p["digests"] for p in parts], axis=0) if parts
+                   else np.zeros((0, n_hidden), np.uint64))
     return SpikeRunResult(
         steps=steps,
         layer_names=tuple(layer.name for layer in net.layers),
@@ -463,9 +579,12 @@ def simulate(
         spike_counts=cat("spike_counts", n_hidden),
         neuron_counts=neuron_counts,
         spikes=records if record is RecordMode.SPIKES else None,
+        digests=digests,
+        digest_key=digest_key,
         saturations=cat("saturations", len(net.layers)),
         labels=labels,
         backend="lava",
         extra={"wall_s": wall, "lava_steps": lava_steps, "runs": len(starts),
+               "read_s": sum(p["read_s"] for p in parts),
                "samples_per_s": num / wall if wall > 0 else None},
     )

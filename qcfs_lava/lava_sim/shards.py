@@ -60,6 +60,7 @@ def merge_results(parts: list[SpikeRunResult], labels: np.ndarray | None = None
         "wall_s": max(p.extra.get("wall_s", 0.0) for p in parts),
         "lava_steps": sum(p.extra.get("lava_steps", 0) for p in parts),
         "runs": sum(p.extra.get("runs", 0) for p in parts),
+        "read_s": sum(p.extra.get("read_s", 0.0) for p in parts),
         "shards": len(parts),
     }
     return replace(
@@ -69,6 +70,7 @@ def merge_results(parts: list[SpikeRunResult], labels: np.ndarray | None = None
         spike_counts=cat("spike_counts"),
         neuron_counts=cat("neuron_counts"),
         spikes=cat("spikes"),
+        digests=cat("digests"),
         saturations=cat("saturations"),
         labels=labels if labels is not None else cat("labels"),
         extra=extra,
@@ -180,10 +182,12 @@ def _join(ray, address: str) -> None:
                                   f"({type(exc).__name__}: {str(exc)[:200]}); {_FIX}") from None
 
 
-def _run_shard(net: IntegerNetwork, x: np.ndarray, steps: int, record, config):
+def _run_shard(net: IntegerNetwork, x: np.ndarray, steps: int, record, config,
+               digest_key=None, first_sample=0):
     from qcfs_lava.lava_sim.runner import simulate
 
-    return simulate(net, x, steps, record=record, config=config)
+    return simulate(net, x, steps, record=record, config=config, digest_key=digest_key,
+                    first_sample=first_sample)
 
 
 def simulate_sharded(
@@ -195,13 +199,14 @@ def simulate_sharded(
     address: str | None = None,
     labels: np.ndarray | None = None,
     record: str | None = None,
+    digest_key: int | None = None,
     progress: bool = False,
     config=None,
 ) -> SpikeRunResult:
     """Run ``net`` in Lava on ``x`` as ``workers`` contiguous shards on Ray; merge.
 
     Args:
-        net, x, steps, labels, record, config: as :func:`~.runner.simulate`.
+        net, x, steps, labels, record, digest_key, config: as :func:`~.runner.simulate`.
         workers: number of shards (and of Ray tasks run at once on a local instance).
         address: Ray cluster to join (``ray.init(address=...)``); ``None`` starts a local
             instance with ``workers`` CPUs and stops it afterwards.
@@ -235,7 +240,8 @@ def simulate_sharded(
     if not ranges:  # no samples: nothing to shard
         from qcfs_lava.lava_sim.runner import simulate
 
-        return simulate(net, x, steps, labels=labels, record=record, config=config)
+        return simulate(net, x, steps, labels=labels, record=record, config=config,
+                        digest_key=digest_key)
     started = False
     if not ray.is_initialized():
         if address:
@@ -249,7 +255,7 @@ def simulate_sharded(
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(_run_shard)
         net_ref = ray.put(net)
-        pending = {task.remote(net_ref, x[a:b], steps, record, config): (a, b)
+        pending = {task.remote(net_ref, x[a:b], steps, record, config, digest_key, a): (a, b)
                    for a, b in ranges}
         from qcfs_lava.progress import counter
 

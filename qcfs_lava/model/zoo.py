@@ -17,11 +17,12 @@ Example:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from qcfs_lava.errors import ModelConfigError
 from qcfs_lava.model.qcfs import QCFS
 
 __all__ = ["MODELS", "ACTIVATIONS", "BasicBlock", "build_model", "make_activation"]
@@ -35,7 +36,8 @@ def make_activation(activation: str, levels: int, phi: float, thresh: float) -> 
         return QCFS(levels, phi, thresh)
     if activation == "relu":
         return nn.ReLU()
-    raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
+    raise ModelConfigError(f"unknown activation {activation!r}; choose one of "
+                           f"{', '.join(ACTIVATIONS)}")
 
 
 class BasicBlock(nn.Module):
@@ -79,9 +81,13 @@ class BasicBlock(nn.Module):
 
 def _check_size(name: str, input_size: int, divisor: int) -> None:
     if input_size < divisor or input_size % divisor:
-        raise ValueError(
+        small = ", ".join(m for m, d in _SIZE_DIVISORS.items() if input_size % d == 0
+                          and input_size >= d)
+        raise ModelConfigError(
             f"model {name!r} halves the image {divisor.bit_length() - 1} times: input_size must "
-            f"be a multiple of {divisor}, got {input_size}"
+            f"be a multiple of {divisor}, got {input_size}; use a dataset of larger images "
+            f"(e.g. cifar10, 32x32) or a model that takes {input_size}x{input_size} images"
+            + (f" ({small})" if small else "")
         )
 
 
@@ -97,7 +103,7 @@ def _mlp(in_channels, num_classes, input_size, act, width, hidden_layers: int = 
 
 
 def _cnn(in_channels, num_classes, input_size, act, width, **kw):
-    _check_size("cnn", input_size, 4)
+    _check_size("cnn", input_size, _SIZE_DIVISORS["cnn"])
     width = width or 16
     side = input_size // 4
     return nn.Sequential(
@@ -122,7 +128,7 @@ _VGG_STAGES = {
 
 
 def _vgg(name, in_channels, num_classes, input_size, act, width, hidden=4096, dropout=0.0, **kw):
-    _check_size(name, input_size, 32)
+    _check_size(name, input_size, _SIZE_DIVISORS[name])
     width = width or 64
     stages: list[tuple[str, nn.Module]] = []
     channels = in_channels
@@ -163,9 +169,16 @@ _RESNET_BLOCKS = {
 }
 
 
+# the image side each model needs a multiple of (it halves the image log2 of it times)
+_SIZE_DIVISORS: dict[str, int] = {
+    "mlp": 1, "cnn": 4, "vgg11": 32, "vgg16": 32,
+    **{name: 2 ** (len(multiples) - 1) for name, (multiples, _, _) in _RESNET_BLOCKS.items()},
+}
+
+
 def _resnet(name, in_channels, num_classes, input_size, act, width, **kw):
     multiples, blocks, default_width = _RESNET_BLOCKS[name]
-    _check_size(name, input_size, 2 ** (len(multiples) - 1))
+    _check_size(name, input_size, _SIZE_DIVISORS[name])
     width = width or default_width
     parts: list[tuple[str, nn.Module]] = [
         (
@@ -249,18 +262,14 @@ def build_model(
         An ``nn.Sequential`` following the layout contract of this module.
 
     Raises:
-        ValueError: unknown name or activation, or an input size the model cannot take.
+        ModelConfigError: unknown name or activation, or an input size the model cannot take
+            (a ``ValueError`` too).
     """
     if name not in _BUILDERS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise ModelConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     make_activation(activation, levels, phi, thresh)  # validates early
 
     def act() -> nn.Module:
         return make_activation(activation, levels, phi, thresh)
 
     return _BUILDERS[name](in_channels, num_classes, input_size, act, width, **kw)
-
-
-def activation_modules(model: nn.Module, types: Sequence[type] = (QCFS, nn.ReLU)) -> list[str]:
-    """Names of the activation modules of ``model`` in forward order."""
-    return [name for name, m in model.named_modules() if isinstance(m, tuple(types))]

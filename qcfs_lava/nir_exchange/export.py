@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,44 +33,22 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from qcfs_lava.convert import adaptive_pool_kernel
 from qcfs_lava.errors import NirError, UnsupportedLayerError
+from qcfs_lava.geometry import conv_output_shape, pair, pool_output_shape
+from qcfs_lava.model import walk
 from qcfs_lava.model.qcfs import QCFS
+from qcfs_lava.model.walk import (
+    SUPPORTED,
+    adaptive_pool_kernel,
+    fold_batchnorm,
+    is_block,
+    kind_of,
+    leaves,
+)
+from qcfs_lava.model.walk import to_float64 as _np
 from qcfs_lava.nir_exchange.semantics import FORMAT, NAMESPACE, VERSION, require_nir
 
 __all__ = ["SUPPORTED", "export_checkpoint", "to_nir"]
-
-SUPPORTED = ("Conv2d, Linear, BatchNorm1d/2d (after a conv/linear), QCFS, AvgPool2d, "
-             "AdaptiveAvgPool2d, Flatten, Dropout, Identity, residual BasicBlock")
-_SKIP = (nn.Dropout, nn.Identity)
-
-
-def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
-
-
-def _is_block(m: nn.Module) -> bool:
-    return all(hasattr(m, a) for a in ("residual", "shortcut", "act")) and isinstance(
-        m.residual, nn.Sequential)
-
-
-def _leaves(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
-    """Nested ``nn.Sequential`` flattened into ``(path, module)`` in forward order."""
-    if not isinstance(model, nn.Sequential):
-        return [(prefix or type(model).__name__, model)]
-    out = []
-    for name, child in model.named_children():
-        path = f"{prefix}.{name}" if prefix else name
-        if isinstance(child, nn.Sequential):
-            out += _leaves(child, path)
-        else:
-            out.append((path, child))
-    return out
-
-
-def _np(t) -> np.ndarray:
-    return t.detach().double().cpu().numpy()
-
 
 @dataclass
 class _Value:
@@ -107,7 +85,6 @@ class _Builder:
         self.edges: list[tuple[str, str]] = []
         self.cur = _Value("input", tuple(input_shape), 1.0, "input")
         self.pending: _Pending | None = None
-        self.bad: list[str] = []
 
     # ---- helpers -----------------------------------------------------------------------
     def _name(self, kind: str, path: str) -> str:
@@ -149,10 +126,8 @@ class _Builder:
                                         f"{src.shape}")
         if isinstance(m.padding, str) or m.padding_mode != "zeros":
             raise UnsupportedLayerError(f"{path}: only numeric zero padding is supported")
-        k, s, p, d = (_pair(m.kernel_size), _pair(m.stride), _pair(m.padding),
-                      _pair(m.dilation))
-        h = (src.shape[1] + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
-        wd = (src.shape[2] + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        k, s, p, d = pair(m.kernel_size), pair(m.stride), pair(m.padding), pair(m.dilation)
+        h, wd = conv_output_shape(src.shape[1:], k, s, p, d)
         bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_channels)
         self.pending = _Pending(path, src, "conv", _np(m.weight) * src.gain, bias,
                                 {"stride": s, "padding": p, "dilation": d,
@@ -171,17 +146,7 @@ class _Builder:
         p = self.pending
         if p is None:
             raise UnsupportedLayerError(f"{path}: BatchNorm must follow a conv/linear")
-        if bn.running_mean is None or not bn.track_running_stats:
-            raise UnsupportedLayerError(f"{path}: BatchNorm without running statistics")
-        mean, var = _np(bn.running_mean), _np(bn.running_var)
-        gamma = np.ones_like(mean) if bn.weight is None else _np(bn.weight)
-        beta = np.zeros_like(mean) if bn.bias is None else _np(bn.bias)
-        scale = gamma / np.sqrt(var + bn.eps)
-        if scale.shape[0] != p.weight.shape[0]:
-            raise UnsupportedLayerError(f"{path}: BatchNorm size does not match the layer "
-                                        "before it")
-        p.weight = p.weight * scale.reshape((-1,) + (1,) * (p.weight.ndim - 1))
-        p.bias = (p.bias - mean) * scale + beta
+        p.weight, p.bias = fold_batchnorm(path, bn, p.weight, p.bias)
 
     def activation(self, path: str, act: nn.Module, sources: Sequence[_Value] = ()) -> None:
         if not isinstance(act, QCFS):
@@ -222,18 +187,18 @@ class _Builder:
             k = s = adaptive_pool_kernel(path, m, h, w)
             p = (0, 0)
         else:
-            if m.ceil_mode or (any(_pair(m.padding)) and not m.count_include_pad) or \
+            if m.ceil_mode or (any(pair(m.padding)) and not m.count_include_pad) or \
                     m.divisor_override is not None:
                 raise UnsupportedLayerError(f"{path}: AvgPool2d with ceil_mode, divisor_override "
                                             "or padding excluded from the count is not supported")
-            k, p = _pair(m.kernel_size), _pair(m.padding)
-            s = _pair(m.stride if m.stride is not None else m.kernel_size)
+            k, p = pair(m.kernel_size), pair(m.padding)
+            s = pair(m.stride if m.stride is not None else m.kernel_size)
         name = self._name("sumpool", path)
         self.nodes[name] = self.nir.SumPool2d(
             kernel_size=np.array(k), stride=np.array(s), padding=np.array(p),
             metadata=self._meta(path, divisor=float(k[0] * k[1])))
         self.edges.append((src.node, name))
-        shape = (c, (h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1)
+        shape = (c, *pool_output_shape((h, w), k, s, p))
         self.cur = _Value(name, shape, src.gain / (k[0] * k[1]), src.kind)
 
     def flatten(self, path: str, m: nn.Flatten) -> None:
@@ -254,13 +219,13 @@ class _Builder:
         src = self.flush()
         if src.kind == "current":
             raise UnsupportedLayerError(f"{path}: a residual block must follow an activation")
-        self.walk(_leaves(blk.residual, f"{path}.residual"))
+        self.walk(leaves(blk.residual, f"{path}.residual"))
         main = self.flush()
         if main.kind != "current" or main.node == src.node:
             raise UnsupportedLayerError(f"{path}: the residual path must end in a conv (+BN)")
         self.cur = src
-        shortcut = [(p, m) for p, m in _leaves(blk.shortcut, f"{path}.shortcut")
-                    if not isinstance(m, _SKIP)]
+        shortcut = [(p, m) for p, m in leaves(blk.shortcut, f"{path}.shortcut")
+                    if not _skipped(m)]
         if shortcut:
             if not (isinstance(shortcut[0][1], nn.Conv2d) and len(shortcut) <= 2 and all(
                     isinstance(m, nn.BatchNorm2d) for _, m in shortcut[1:])):
@@ -283,55 +248,35 @@ class _Builder:
                                         f"residual path {main.shape}")
         self.activation(f"{path}.act", blk.act, [main, side])
 
+    def skip(self, path: str, m: nn.Module) -> None:
+        """Dropout and Identity: nothing at inference."""
+
     def walk(self, items) -> None:
         for path, m in items:
-            if isinstance(m, _SKIP):
-                continue
-            if _is_block(m):
+            if is_block(m):
                 self.block(path, m)
-            elif isinstance(m, nn.Conv2d):
-                self.conv(path, m)
-            elif isinstance(m, nn.Linear):
-                self.linear(path, m)
-            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                self.batchnorm(path, m)
-            elif isinstance(m, QCFS):
-                self.activation(path, m)
-            elif isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
-                self.pool(path, m)
-            elif isinstance(m, nn.Flatten):
-                self.flatten(path, m)
-            else:
-                advice = ("max pooling has no exact spiking equivalent: retrain with AvgPool2d"
-                          if isinstance(m, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)) else
-                          "replace it with a supported module")
-                self.bad.append(f"{path} ({type(m).__name__}): {advice}")
+                continue
+            kind = kind_of(m)
+            if kind is None:  # walk.check_supported ran first: not reached
+                raise UnsupportedLayerError(f"{path} ({type(m).__name__}): {walk.advice(m)}")
+            HANDLERS[kind.name](self, path, m)
 
 
-def _check_supported(model: nn.Module) -> None:
-    bad = []
+#: The NIR node(s) of each module kind (:data:`qcfs_lava.model.walk.MODULE_KINDS`).
+HANDLERS: dict[str, Callable[[_Builder, str, nn.Module], None]] = {
+    "conv": _Builder.conv,
+    "linear": _Builder.linear,
+    "batchnorm": _Builder.batchnorm,
+    "activation": _Builder.activation,
+    "pool": _Builder.pool,
+    "flatten": _Builder.flatten,
+    "skip": _Builder.skip,
+}
 
-    def visit(items):
-        for path, m in items:
-            if _is_block(m):
-                visit(_leaves(m.residual, f"{path}.residual"))
-                visit(_leaves(m.shortcut, f"{path}.shortcut"))
-                visit([(f"{path}.act", m.act)])
-            elif not isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, QCFS,
-                                    nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten) + _SKIP):
-                advice = ("max pooling has no exact spiking equivalent: retrain with AvgPool2d"
-                          if isinstance(m, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)) else
-                          "QCFS activations are needed: use replace_relu_with_qcfs and fine-tune"
-                          if isinstance(m, nn.ReLU) else "replace it with a supported module")
-                bad.append(f"{path} ({type(m).__name__}): {advice}")
 
-    if not isinstance(model, nn.Sequential):
-        raise UnsupportedLayerError(f"NIR export expects an nn.Sequential model (the registry's "
-                                    f"models are), got {type(model).__name__}")
-    visit(_leaves(model))
-    if bad:
-        raise UnsupportedLayerError("cannot export these modules to NIR:\n  " + "\n  ".join(bad)
-                                    + f"\nSupported: {SUPPORTED}.")
+def _skipped(m: nn.Module) -> bool:
+    kind = kind_of(m)
+    return kind is not None and kind.name == "skip"
 
 
 def to_nir(
@@ -363,12 +308,12 @@ def to_nir(
     nir = require_nir()
     if steps is not None and int(steps) < 1:
         raise NirError(f"steps must be >= 1, got {steps}")
-    _check_supported(model)
+    walk.check_supported(model, consumer="NIR export", action="export to NIR")
     qcfs = [m for m in model.modules() if isinstance(m, QCFS)]
     if not qcfs:
         raise UnsupportedLayerError("model has no QCFS activation: nothing to convert to spikes")
     b = _Builder(nir, tuple(int(s) for s in input_shape))
-    b.walk(_leaves(model))
+    b.walk(leaves(model))
     out = b.flush()
     if out.kind != "current":
         raise UnsupportedLayerError("the model must end in a Linear (or conv) layer whose "

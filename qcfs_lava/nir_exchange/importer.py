@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qcfs_lava.errors import NirError
+from qcfs_lava.geometry import pair
 from qcfs_lava.nir_exchange.executor import check_graph, topological_order
 from qcfs_lava.nir_exchange.semantics import (
     GraphSemantics,
@@ -28,52 +29,30 @@ from qcfs_lava.nir_exchange.semantics import (
     read_nir,
     require_nir,
 )
+from qcfs_lava.snn import IFNeuron
 
 __all__ = ["NirIFNeuron", "NirNetwork", "SumPool2d", "from_nir"]
 
 
-class NirIFNeuron(nn.Module):
-    r"""The ``IF`` node of a qcfs-lava NIR graph: unit spikes, reset by subtraction.
+class NirIFNeuron(IFNeuron):
+    r"""The ``IF`` node of a qcfs-lava NIR graph: the float SNN's :class:`~qcfs_lava.snn.IFNeuron`
+    with unit spikes and an initial membrane given as a value.
 
     .. math::
         v(0) = v_{init};\quad v \leftarrow v + x;\quad s = [v \ge v_{th}];\quad
         v \leftarrow v - s\,v_{th}
 
-    Call :meth:`reset` before each new input.
-
     Args:
         v_threshold: threshold.
         v_init: membrane at the start of every sample.
-
-    Shape:
-        any; element-wise, the state takes the shape of the first input.
     """
 
     def __init__(self, v_threshold: float, v_init: float) -> None:
-        super().__init__()
-        self.register_buffer("v_threshold", torch.tensor([float(v_threshold)]))
-        self.register_buffer("v_init", torch.tensor([float(v_init)]))
-        self.v: torch.Tensor | None = None
-        self.spikes = 0.0  # total spikes since the last reset_counts()
+        super().__init__(float(v_threshold), v_init=v_init, unit_spikes=True)
 
-    def reset(self) -> None:
-        self.v = None
-
-    def reset_counts(self) -> None:
-        self.spikes = 0.0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        theta = self.v_threshold.to(x.dtype)
-        if self.v is None:
-            self.v = torch.zeros_like(x) + self.v_init.to(x.dtype)
-        self.v = self.v + x
-        fired = (self.v >= theta).to(x.dtype)
-        self.spikes += float(fired.sum())
-        self.v = self.v - fired * theta
-        return fired
-
-    def extra_repr(self) -> str:
-        return f"v_threshold={self.v_threshold.item():.4g}, v_init={self.v_init.item():.4g}"
+    @property
+    def v_threshold(self) -> torch.Tensor:
+        return self.thresh
 
 
 class SumPool2d(nn.Module):
@@ -97,11 +76,6 @@ class SumPool2d(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-def _pair(v) -> tuple[int, int]:
-    a = np.broadcast_to(np.asarray(v).reshape(-1), (2,))
-    return int(a[0]), int(a[1])
-
-
 def _module(nir, name: str, node) -> nn.Module:
     """The torch module for one NIR node."""
     if isinstance(node, nir.Conv2d):
@@ -109,8 +83,8 @@ def _module(nir, name: str, node) -> nn.Module:
         if isinstance(node.padding, str):
             raise NirError(f"node {name!r}: string padding is not supported")
         m = nn.Conv2d(w.shape[1] * int(node.groups), w.shape[0], tuple(w.shape[2:]),
-                      stride=_pair(node.stride), padding=_pair(node.padding),
-                      dilation=_pair(node.dilation), groups=int(node.groups), bias=True)
+                      stride=pair(node.stride), padding=pair(node.padding),
+                      dilation=pair(node.dilation), groups=int(node.groups), bias=True)
         m.weight.data.copy_(w)
         m.bias.data.copy_(torch.as_tensor(np.asarray(node.bias, np.float32)))
         return m
@@ -122,7 +96,7 @@ def _module(nir, name: str, node) -> nn.Module:
             m.bias.data.copy_(torch.as_tensor(np.asarray(node.bias, np.float32)))
         return m
     if isinstance(node, nir.SumPool2d):
-        return SumPool2d(_pair(node.kernel_size), _pair(node.stride), _pair(node.padding))
+        return SumPool2d(pair(node.kernel_size), pair(node.stride), pair(node.padding))
     if isinstance(node, nir.Flatten):
         nd = len(node.input_type["input"])
         return nn.Flatten(node.start_dim % nd + 1, node.end_dim % nd + 1)

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from qcfs_lava.errors import NirError
+from qcfs_lava.geometry import pair
 from qcfs_lava.nir_exchange.executor import check_graph
 from qcfs_lava.nir_exchange.importer import SumPool2d
 from qcfs_lava.nir_exchange.semantics import (
@@ -58,18 +59,13 @@ def _import(name: str):
         raise NirError(f"{name} is not installed ({exc}); {INSTALL_HINT}") from exc
 
 
-def _pair(v) -> tuple[int, int]:
-    a = np.broadcast_to(np.asarray(v).reshape(-1), (2,))
-    return int(a[0]), int(a[1])
-
-
 def _torch_layer(nir, node) -> nn.Module:
     """Conv2d / Affine / Linear as plain torch layers, bias included."""
     w = torch.as_tensor(np.asarray(node.weight, np.float32))
     if isinstance(node, nir.Conv2d):
         m = nn.Conv2d(w.shape[1] * int(node.groups), w.shape[0], tuple(w.shape[2:]),
-                      stride=_pair(node.stride), padding=_pair(node.padding),
-                      dilation=_pair(node.dilation), groups=int(node.groups))
+                      stride=pair(node.stride), padding=pair(node.padding),
+                      dilation=pair(node.dilation), groups=int(node.groups))
     else:
         m = nn.Linear(w.shape[1], w.shape[0], bias=isinstance(node, nir.Affine))
     m.weight.data.copy_(w)
@@ -142,8 +138,8 @@ def snntorch_module(graph, *, dtype: torch.dtype = torch.float32) -> nn.Module:
         nir.Conv2d: lambda n: _torch_layer(nir, n),
         nir.Affine: lambda n: _torch_layer(nir, n),
         nir.Linear: lambda n: _torch_layer(nir, n),
-        nir.SumPool2d: lambda n: SumPool2d(_pair(n.kernel_size), _pair(n.stride),
-                                           _pair(n.padding)),
+        nir.SumPool2d: lambda n: SumPool2d(pair(n.kernel_size), pair(n.stride),
+                                           pair(n.padding)),
         nir.Flatten: _flatten,
     }
     return nirtorch.nir_to_torch(graph, node_map, dtype=dtype)
