@@ -212,8 +212,8 @@ def test_sharded_progress_follows_the_setting(monkeypatch, capsys, progress_mode
     x = np.random.default_rng(0).integers(0, 256, (4, 1, 8, 8), dtype=np.uint8)
     monkeypatch.setitem(sys.modules, "ray", _FakeRay())
     monkeypatch.setattr(shards, "_run_shard",
-                        lambda net, xs, steps, record, config: emulate(net, xs, steps,
-                                                                       record=record))
+                        lambda net, xs, steps, record, config, *digest: emulate(
+                            net, xs, steps, record=record))
     monkeypatch.setenv("QCFS_LAVA_PROGRESS", progress_mode)
     capsys.readouterr()
     result = shards.simulate_sharded(net, x, 2, workers=2, record="counts", progress=True)
