@@ -8,9 +8,19 @@ Corpora (seeded, reproducible), built from the committed example:
   NaN/inf, out-of-range or mis-shaped value (or deleted) and a valid digest stamped over it;
 - ``netx_format1``: the format-1 copy ``tests/data/digits-cnn-format1.net`` (no digest: the
   reader parses it in a child process first) with random byte damage;
-- ``checkpoint``: ``netx_exports/digits-cnn.pt`` with random byte damage.
+- ``checkpoint``: ``netx_exports/digits-cnn.pt`` with random byte damage;
+- ``netx_metadata``: the example with one recorded metadata value (steps, dataset, model,
+  class names, ...) of the wrong type or range, written with a consistent checksum and digest;
+- ``npz`` / ``npz_compressed``: a 60-image digits ``.npz`` (stored / deflated) with random
+  byte damage, read by ``load_npz``;
+- ``npz_crafted``: well-formed archives whose ``.npy`` members lie (absurd shapes, huge,
+  wrapping, negative or 1-based labels, object arrays, stray members);
+- ``nir``: the digits NIR export (``export --format nir``, with its digest header) with random
+  byte damage, read and checked as the runners do (``read_nir``, ``check_graph``);
+- ``nir_crafted``: valid NIR files whose metadata, node parameters or wiring are wrong.
 
-Each file is read by the package's reader (``read_netx`` / ``load_checkpoint``) in worker
+Each file is read by the package's reader (``read_netx``, ``load_checkpoint``, ``load_npz``,
+``read_nir`` + ``check_graph``) in worker
 processes, so that a crash would be counted instead of ending the run; a worker that dies is
 replaced and the file it was reading is recorded as a crash. Every outcome must be
 ``error`` (the typed error) or ``identical`` (read back exactly). For the NetX corpora the
@@ -18,7 +28,8 @@ same files are also opened with plain h5py (as lava-dl's reader does, without ou
 to show what the guard protects against. Writes ``benchmarks/results/fuzz.json``.
 
     .venv/bin/python benchmarks/bench_fuzz.py [--cases 1000] [--crafted 300] [--format1 150]
-        [--checkpoints 500] [--seed 0] [--workers 2]
+        [--checkpoints 500] [--netx-metadata 100] [--npz 400] [--npz-crafted 300] [--nir 300]
+        [--nir-crafted 250] [--seed 0] [--workers 2]
 """
 
 from __future__ import annotations
@@ -39,14 +50,21 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the damage generators shared with the fuzz tests
+sys.path.insert(0, str(ROOT))  # this tree's qcfs_lava (as the workers), not an installed one
 
 from netfuzz import (  # noqa: E402
     ERROR,
     IDENTICAL,
     checkpoint_outcome,
     craft_hdf5,
+    craft_netx_metadata,
+    craft_nir,
+    craft_npz,
     damage_bytes,
     netx_outcome,
+    nir_outcome,
+    npz_outcome,
+    npz_sample,
 )
 
 OUT = ROOT / "benchmarks" / "results" / "fuzz.json"
@@ -84,6 +102,41 @@ def build_corpus(folder: Path, args) -> list[dict]:
         path = add("netx_crafted", "crafted", None, ".net", EXAMPLE)
         cases[-1]["kind"] = craft_hdf5(path, rng)
         write_digest_header(path)
+
+    from qcfs_lava.netx import read_netx, write_netx
+
+    net = read_netx(EXAMPLE)
+    for _ in range(args.netx_metadata):
+        label, crafted = craft_netx_metadata(net, rng)
+        path = folder / f"netx_metadata-{len(cases):05d}.net"
+        write_netx(crafted, path)
+        cases.append({"corpus": "netx_metadata", "kind": label, "path": str(path)})
+
+    for corpus, compressed in (("npz", False), ("npz_compressed", True)):
+        intact = npz_sample(folder / f"intact-{corpus}.npz", compressed)
+        data = intact.read_bytes()
+        for _ in range(args.npz // 2):
+            kind, damaged = damage_bytes(data, rng)
+            add(corpus, kind, damaged, ".npz", intact)
+    with np.load(folder / "intact-npz.npz") as f:
+        x, y = f["x"], f["y"]
+    for _ in range(args.npz_crafted):
+        kind, data = craft_npz(rng, x, y)
+        add("npz_crafted", kind, data, ".npz", folder)
+
+    from qcfs_lava.nir_exchange.export import export_checkpoint
+    from qcfs_lava.nir_exchange.semantics import write_nir
+
+    graph, _ = export_checkpoint(CHECKPOINT, folder / "intact.nir", steps=4)
+    data = (folder / "intact.nir").read_bytes()
+    for _ in range(args.nir):
+        kind, damaged = damage_bytes(data, rng)
+        add("nir", kind, damaged, ".nir", folder)
+    for _ in range(args.nir_crafted):
+        label, crafted = craft_nir(graph, rng)
+        path = folder / f"nir_crafted-{len(cases):05d}.nir"
+        write_nir(crafted, path)
+        cases.append({"corpus": "nir_crafted", "kind": label, "path": str(path)})
     return cases
 
 
@@ -93,12 +146,22 @@ def build_corpus(folder: Path, args) -> list[dict]:
 def worker(manifest: Path) -> None:
     """Read each case of ``manifest`` and print ``index<TAB>outcome<TAB>raw`` per line."""
     from qcfs_lava.checkpoint import load_checkpoint
+    from qcfs_lava.data import load_npz
     from qcfs_lava.netx import read_netx
+    from qcfs_lava.nir_exchange.semantics import read_nir
     from qcfs_lava.safe_hdf5 import _read_everything
 
+    folder = manifest.parent
     refs = {"netx": read_netx(EXAMPLE), "netx_crafted": read_netx(EXAMPLE),
-            "netx_format1": read_netx(FORMAT1),
-            "checkpoint": load_checkpoint(CHECKPOINT).to_dict()}
+            "netx_metadata": read_netx(EXAMPLE), "netx_format1": read_netx(FORMAT1),
+            "checkpoint": load_checkpoint(CHECKPOINT).to_dict(),
+            "npz": load_npz(folder / "intact-npz.npz"),
+            "npz_compressed": load_npz(folder / "intact-npz_compressed.npz"),
+            "npz_crafted": None, "nir": read_nir(folder / "intact.nir"),
+            "nir_crafted": read_nir(folder / "intact.nir")}
+    readers = {"checkpoint": checkpoint_outcome, "npz": npz_outcome,
+               "npz_compressed": npz_outcome, "npz_crafted": npz_outcome, "nir": nir_outcome,
+               "nir_crafted": nir_outcome}
     for line in manifest.read_text().splitlines():
         index, corpus, path, raw = line.split("\t")
         print(f"start\t{index}", flush=True)
@@ -108,10 +171,8 @@ def worker(manifest: Path) -> None:
                 outcome = "opened"
             except Exception as exc:  # noqa: BLE001 - counted by type
                 outcome = f"raised {type(exc).__name__}"
-        elif corpus == "checkpoint":
-            outcome = checkpoint_outcome(Path(path), refs[corpus])
         else:
-            outcome = netx_outcome(Path(path), refs[corpus])
+            outcome = readers.get(corpus, netx_outcome)(Path(path), refs[corpus])
         print(f"{index}\t{outcome}", flush=True)
 
 
@@ -197,6 +258,14 @@ def main() -> None:
     p.add_argument("--crafted", type=int, default=300, help="crafted format-2 NetX files")
     p.add_argument("--format1", type=int, default=150, help="damaged format-1 NetX files")
     p.add_argument("--checkpoints", type=int, default=500, help="damaged checkpoints")
+    p.add_argument("--netx-metadata", type=int, default=100,
+                   help="NetX files with crafted recorded metadata")
+    p.add_argument("--npz", type=int, default=400,
+                   help="damaged npz datasets (half stored, half deflated)")
+    p.add_argument("--npz-crafted", type=int, default=300, help="npz archives with lying members")
+    p.add_argument("--nir", type=int, default=300, help="damaged NIR files")
+    p.add_argument("--nir-crafted", type=int, default=250,
+                   help="NIR files with crafted metadata, parameters or wiring")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timeout", type=float, default=300.0,
@@ -218,7 +287,7 @@ def main() -> None:
         print(f"{len(cases)} damaged files in {folder}", flush=True)
         jobs = [(i, c["corpus"], c["path"], "reader") for i, c in enumerate(cases)]
         raw_jobs = [(len(cases) + i, c["corpus"], c["path"], "raw")
-                    for i, c in enumerate(cases) if c["corpus"] != "checkpoint"]
+                    for i, c in enumerate(cases) if c["corpus"].startswith("netx")]
         results = run_jobs(jobs + raw_jobs, args.workers, folder,
                            {"reader": args.timeout, "raw": args.raw_timeout})
     elapsed = time.perf_counter() - start

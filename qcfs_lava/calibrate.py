@@ -115,8 +115,12 @@ class CalibrationConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if int(self.levels) < 1:
-            raise ValueError(f"levels must be >= 1, got {self.levels}")
+        from qcfs_lava.validate import LEVELS_MAX
+
+        if not 1 <= int(self.levels) <= LEVELS_MAX:
+            raise ValueError(f"levels must be 1..{LEVELS_MAX}, got {self.levels}")
+        if not 0.0 <= float(self.phi) <= 1.0:  # also False for NaN
+            raise ValueError(f"phi must be a number in [0, 1], got {self.phi}")
         if not 0.0 < float(self.percentile) <= 100.0:
             raise ValueError(f"percentile must be in (0, 100], got {self.percentile}")
         for name in ("samples", "batch_size"):

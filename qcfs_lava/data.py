@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -154,10 +155,32 @@ def normalize(x_uint8: np.ndarray | torch.Tensor, split_or_mean, std=None) -> to
     return (x.to(torch.float32) / 255.0 - mean_t) / std_t
 
 
+_STATS_CHUNK_BYTES = 64 << 20
+
+
 def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    xf = x.astype(np.float64) / 255.0
-    mean = xf.mean(axis=(0, 2, 3))
-    std = xf.std(axis=(0, 2, 3))
+    """Per-channel mean and std of ``x / 255``.
+
+    Up to 64 MiB of images in one float64 pass; above that, in chunks from exact integer sums,
+    so that no float64 copy of a large array (8 bytes per pixel) is ever made.
+    """
+    if x.nbytes <= _STATS_CHUNK_BYTES:
+        xf = x.astype(np.float64) / 255.0
+        mean = xf.mean(axis=(0, 2, 3))
+        std = xf.std(axis=(0, 2, 3))
+        return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+    channels = x.shape[1]
+    total = np.zeros(channels, dtype=np.uint64)
+    squares = np.zeros(channels, dtype=np.uint64)
+    step = max(1, (_STATS_CHUNK_BYTES // 8) // max(1, x[0].size))
+    for i in range(0, len(x), step):
+        chunk = x[i:i + step].astype(np.uint64)
+        total += chunk.sum(axis=(0, 2, 3))
+        squares += (chunk * chunk).sum(axis=(0, 2, 3))
+    count = float(x.size // channels)
+    mean = total.astype(np.float64) / count
+    var = np.maximum(squares.astype(np.float64) / count - mean * mean, 0.0)
+    mean, std = mean / 255.0, np.sqrt(var) / 255.0
     return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
 
 
@@ -364,15 +387,143 @@ def _tail_split(y: np.ndarray, per_class) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(~test), np.flatnonzero(test)
 
 
-def _read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+# Limits of the npz reader (docs/failure-modes.md): a few bytes of header must not be able to
+# ask for terabytes, nor a small compressed member expand a thousandfold.
+NPZ_MAX_ARRAY_BYTES = 4 << 30  # one array, decompressed
+NPZ_MAX_RATIO = 100  # decompressed / compressed size of one member...
+NPZ_RATIO_FREE_BYTES = 64 << 20  # ...above this size (small arrays may compress any amount)
+NPZ_MAX_MEMBERS = 64
+NPZ_MAX_CLASSES = 1 << 16
+
+
+def _npz_headers(archive, path: Path, what: str) -> dict[str, tuple]:
+    """``{key: (info, shape, dtype, fortran, header_length)}`` of every member, from the
+    ``.npy`` headers alone; every declared size is checked against the archive's real one
+    and against the limits before anything is decompressed in bulk."""
+    import zipfile
+
+    file_size = path.stat().st_size
+    infos = archive.infolist()
+    if len(infos) > NPZ_MAX_MEMBERS:
+        raise DatasetError(f"{what}: {path} holds {len(infos)} members (at most "
+                           f"{NPZ_MAX_MEMBERS}); save only x, y and optionally x_test, y_test, "
+                           "class_names")
+    out = {}
+    for info in infos:
+        name = info.filename
+        if not name.endswith(".npy") or info.is_dir():
+            raise DatasetError(f"{what}: {path} holds the member {name!r}, which is not a .npy "
+                               "array; save the file with numpy.savez(path, x=..., y=...)")
+        if info.compress_size > file_size:
+            raise DatasetError(f"{what}: {path}: member {name!r} claims {info.compress_size} "
+                               f"compressed bytes in a {file_size}-byte file (damaged)")
+        with archive.open(info) as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f".npy format version {version}")
+            except (zipfile.BadZipFile, OSError, EOFError):
+                raise
+            except Exception as exc:  # numpy's header parser raises tokenize/syntax errors too
+                raise DatasetError(f"{what}: {path}: member {name!r} has a damaged .npy header "
+                                   f"({type(exc).__name__}: {str(exc)[:120]}); save the file "
+                                   "again with numpy.savez") from None
+            header_length = f.tell()
+        if dtype.hasobject:
+            raise DatasetError(f"{what}: {path}: array {name[:-4]!r} holds Python objects "
+                               f"({dtype}), which are never loaded; save numbers or strings")
+        count = math.prod(int(n) for n in shape)
+        nbytes = count * dtype.itemsize
+        if nbytes > NPZ_MAX_ARRAY_BYTES:
+            raise DatasetError(
+                f"{what}: {path}: array {name[:-4]!r} declares shape {tuple(shape)} "
+                f"({nbytes / 2**30:.3g} GiB), above the limit of "
+                f"{NPZ_MAX_ARRAY_BYTES / 2**30:.0f} GiB per array; use a smaller dataset")
+        if info.file_size != header_length + nbytes:
+            raise DatasetError(
+                f"{what}: {path}: array {name[:-4]!r} declares shape {tuple(shape)} of "
+                f"{dtype} ({nbytes} bytes) but its member holds {info.file_size - header_length}"
+                " bytes: the file is damaged; save it again")
+        if (info.compress_type != zipfile.ZIP_STORED and nbytes > NPZ_RATIO_FREE_BYTES
+                and info.file_size > NPZ_MAX_RATIO * max(info.compress_size, 1)):
+            raise DatasetError(
+                f"{what}: {path}: array {name[:-4]!r} would expand from {info.compress_size} "
+                f"to {info.file_size} bytes (more than {NPZ_MAX_RATIO}x): refused as a "
+                "decompression bomb; save it with numpy.savez (uncompressed)")
+        out[name[:-4]] = (info, tuple(int(n) for n in shape), dtype, fortran, header_length)
+    return out
+
+
+def _npz_array(archive, entry: tuple) -> np.ndarray:
+    info, shape, dtype, fortran, header_length = entry
+    with archive.open(info) as f:
+        f.read(header_length)
+        data = f.read(info.file_size - header_length)
+        if len(data) != info.file_size - header_length:
+            raise EOFError(f"member {info.filename!r} ends early")
+    arr = np.frombuffer(data, dtype=dtype)
+    if fortran:
+        return arr.reshape(shape[::-1]).transpose()
+    return arr.reshape(shape)
+
+
+def _read_npz(path: Path, what: str, labels: tuple[tuple[str, str], ...] = ()
+              ) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` archive, read within the limits above.
+
+    Args:
+        path: the archive.
+        what: the dataset name, for messages.
+        labels: ``(labels_key, images_key)`` pairs: each labels array is read and checked
+            (:func:`_labels`) against the number of images its images array declares before
+            any images are decompressed.
+
+    Raises:
+        DatasetError: missing file, not a zip archive, a damaged member (CRC, deflate,
+            truncation), a member that is not ``.npy``, a limit exceeded, bad labels.
+    """
+    import struct
+    import zipfile
+    import zlib
+
     if not path.is_file():
         raise DatasetError(f"{what}: {path} not found; pass an existing .npz file")
+    fix = "save it with numpy.savez(path, x=..., y=...)"
     try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise DatasetError(f"{what}: cannot read {path} as a numpy .npz archive ({exc}); save "
-                           "it with numpy.savez(path, x=..., y=...)") from exc
+        if not zipfile.is_zipfile(path):
+            with open(path, "rb") as f:
+                head = f.read(6)
+            kind = ("a single .npy array, not an .npz archive" if head == b"\x93NUMPY"
+                    else "not a zip archive (damaged or not .npz)")
+            raise DatasetError(f"{what}: cannot read {path}: it is {kind}; {fix}")
+        with zipfile.ZipFile(path) as archive:
+            headers = _npz_headers(archive, path, what)
+            out: dict[str, np.ndarray] = {}
+            for y_key, x_key in labels:
+                if y_key in headers and x_key in headers:
+                    n = headers[x_key][1][0] if headers[x_key][1] else 0
+                    y_shape = headers[y_key][1]
+                    if y_shape != (n,):
+                        raise DatasetError(
+                            f"{what}: array {y_key!r} has shape {y_shape}, expected ({n},): one "
+                            "label per image")
+                    out[y_key] = _labels(_npz_array(archive, headers[y_key]), n, y_key, what)
+            for key, entry in headers.items():
+                if key not in out:
+                    out[key] = _npz_array(archive, entry)
+            return out
+    except DatasetError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
+            NotImplementedError, RuntimeError, UnicodeDecodeError, OverflowError, struct.error,
+            TypeError, KeyError, SyntaxError) as exc:
+        raise DatasetError(f"{what}: cannot read {path} as a numpy .npz archive "
+                           f"({type(exc).__name__}: {str(exc)[:200]}); the file is damaged: "
+                           f"{fix}") from None
 
 
 def _images(x: np.ndarray, key: str, what: str) -> np.ndarray:
@@ -400,15 +551,22 @@ def _images(x: np.ndarray, key: str, what: str) -> np.ndarray:
 
 
 def _labels(y: np.ndarray, n: int, key: str, what: str) -> np.ndarray:
+    """Integer labels ``0..K-1``, one per image, checked before any cast (a uint64 label
+    of 2**63 does not wrap to a negative one) and bounded by :data:`NPZ_MAX_CLASSES`."""
     if not np.issubdtype(y.dtype, np.integer):
         raise DatasetError(f"{what}: array {key!r} has dtype {y.dtype}; labels must be integers "
                            "0..classes-1")
     if y.shape != (n,):
         raise DatasetError(f"{what}: array {key!r} has shape {y.shape}, expected ({n},): one "
                            "label per image")
-    if y.size and int(y.min()) < 0:
-        raise DatasetError(f"{what}: array {key!r} holds the negative label {int(y.min())}; "
-                           "labels must be 0..classes-1")
+    if y.size:
+        lo, hi = int(y.min()), int(y.max())  # Python ints: exact for every integer dtype
+        if lo < 0:
+            raise DatasetError(f"{what}: array {key!r} holds the negative label {lo}; labels "
+                               "must be 0..classes-1")
+        if hi >= NPZ_MAX_CLASSES:
+            raise DatasetError(f"{what}: array {key!r} holds the label {hi}; labels must be "
+                               f"0..classes-1 with at most {NPZ_MAX_CLASSES} classes")
     return y.astype(np.int64)
 
 
@@ -435,7 +593,7 @@ def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float 
     """
     path = Path(path).absolute()  # recorded absolute: later commands may run elsewhere
     name = name or f"{NPZ_PREFIX}{path}"
-    arrays = _read_npz(path, name)
+    arrays = _read_npz(path, name, labels=(("y", "x"), ("y_test", "x_test")))
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise DatasetError(f"{name}: {path} lacks the array(s) {', '.join(missing)} (it has "
@@ -493,7 +651,7 @@ def _cifar10_subset(root: Path | None, verify: bool = True) -> DataSplit:
             f"cifar10-subset: {path} has sha256 {_sha256(path)}, expected "
             f"{CIFAR10_SUBSET_SHA256}; replace it with the original file (or load your own "
             f"arrays as --dataset npz:{path})")
-    arrays = _read_npz(path, "cifar10-subset")
+    arrays = _read_npz(path, "cifar10-subset", labels=(("y", "x"),))
     if "x" not in arrays or "y" not in arrays:
         raise DatasetError(f"cifar10-subset: {path} lacks the arrays x and y")
     x = _images(arrays["x"], "x", "cifar10-subset")
@@ -572,6 +730,21 @@ def check_sample_shape(x: np.ndarray, split: DataSplit, input_shape: Sequence[in
         raise DatasetError(
             f"dataset {split.name!r} has samples of shape {tuple(x.shape[1:])}, but {source} "
             f"takes {tuple(input_shape)}; pass {hint}a dataset of that shape")
+
+
+def check_label_range(split: DataSplit, num_classes: int) -> None:
+    """Refuse a test split with a label a model of ``num_classes`` outputs cannot predict (it
+    would only count as an error: a wrong dataset, not a bad model).
+
+    Raises:
+        DatasetError: naming the dataset, its largest label and the model's classes.
+    """
+    labels = split.y_test
+    if len(labels) and int(labels.max()) >= num_classes:
+        raise DatasetError(
+            f"dataset {split.name!r} has the label {int(labels.max())} but the model has "
+            f"{num_classes} outputs (classes 0..{num_classes - 1}); pass the dataset the model "
+            "was trained on (--dataset)")
 
 
 class _ArrayDataset(torch.utils.data.Dataset):

@@ -19,16 +19,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     ``path`` is left untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
+        with _named(path):
+            yield Path(tmp)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """Report an OSError about a hidden temporary file as one about ``path``, the file the
+    user asked for (the temporary name means nothing to them)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None or Path(str(exc.filename)).name.startswith(f".{path.name}."):
+            exc.filename = str(path)
         raise
 
 
@@ -47,12 +61,20 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[tuple[Path, ...]]:
         tmps = []
         for path in paths:
             path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            with _named(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                           dir=path.parent)
             os.close(fd)
             stack.callback(_remove_quietly, tmp)
             tmps.append(Path(tmp))
-        yield tuple(tmps)
+        try:
+            yield tuple(tmps)
+        except OSError as exc:
+            for path, tmp in zip(paths, tmps, strict=True):
+                if exc.filename is not None and Path(str(exc.filename)) == tmp:
+                    exc.filename = str(path)
+            raise
         for tmp in tmps:
             os.chmod(tmp, 0o666 & ~_umask())
         with deferred_interrupt():
@@ -71,20 +93,55 @@ def _umask() -> int:
     return mask
 
 
-def save_torch(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` ``obj`` to ``path`` atomically."""
+def write_file_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` with plain ``os.write`` calls and flush it to the disk.
+
+    Every file qcfs-lava writes is built in memory first (HDF5 with h5py on a ``BytesIO``,
+    checkpoints with ``torch.save`` into one) and then written here, so a full disk or a
+    failing device is an :class:`OSError` from the operating system, never a half-written
+    file inside a C library (the HDF5 library can crash on its own write errors).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`write_file_bytes`)."""
+    with atomic_path(path) as tmp:
+        write_file_bytes(tmp, data)
+    return Path(path)
+
+
+def torch_bytes(obj: Any) -> bytes:
+    """What ``torch.save(obj, ...)`` would write, as bytes."""
+    import io
+
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-    return Path(path)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def save_torch(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` ``obj`` to ``path`` atomically, built in memory first."""
+    return write_bytes(path, torch_bytes(obj))
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return Path(path)
+    return write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str | os.PathLike, obj: Any, *, sort_keys: bool = False) -> Path:

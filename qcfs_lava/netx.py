@@ -47,7 +47,7 @@ import numpy as np
 from qcfs_lava import __version__
 from qcfs_lava import hardware as hw
 from qcfs_lava.errors import NetworkValidationError, NetxFormatError
-from qcfs_lava.io import atomic_path, atomic_paths
+from qcfs_lava.io import atomic_paths, write_bytes, write_file_bytes
 from qcfs_lava.network import (
     FORMAT_VERSION,
     GEOMETRY_FIELDS,
@@ -62,6 +62,7 @@ from qcfs_lava.validate import (
     INDEX_MAX,
     LEVELS_MAX,
     InvalidValueError,
+    check_recorded_metadata,
     exact_bool,
     exact_int,
     exact_int_array,
@@ -344,15 +345,11 @@ def _write_file(f, net: IntegerNetwork) -> None:
     ext.attrs["checksum"] = netx_checksum(net)
 
 
-def _write_stamped(tmp: Path, net: IntegerNetwork) -> str:
-    """Write ``net`` to ``tmp`` with a digest header; returns the digest."""
-    import h5py
+def netx_bytes(net: IntegerNetwork) -> tuple[bytes, str]:
+    """The NetX file of ``net`` built in memory, with its digest header; and the digest."""
+    from qcfs_lava.safe_hdf5 import hdf5_bytes
 
-    from qcfs_lava.safe_hdf5 import USERBLOCK_SIZE, write_digest_header
-
-    with h5py.File(tmp, "w", userblock_size=USERBLOCK_SIZE) as f:
-        _write_file(f, net)
-    return write_digest_header(tmp)
+    return hdf5_bytes(lambda f: _write_file(f, net))
 
 
 def write_netx(
@@ -394,18 +391,18 @@ def write_netx(
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     _metadata_json(net)  # fail before creating anything
+    data, digest = netx_bytes(net)  # built in memory: h5py never writes to the disk
     if config is None:
-        with atomic_path(path) as tmp:
-            _write_stamped(tmp, net)
+        write_bytes(path, data)
         return path
     sidecar = export_config_path(path)
+    config = dict(config, netx_checksum=netx_checksum(net), netx_file_sha256=digest)
+    text = json.dumps(to_jsonable(config), indent=2, allow_nan=False) + "\n"
     # the JSON replaces the old one first: an interrupted pair has a JSON that is detectably
     # newer than its .net, never an old JSON trusted beside a new .net
     with atomic_paths(sidecar, path) as (tmp_json, tmp_net):
-        digest = _write_stamped(tmp_net, net)
-        config = dict(config, netx_checksum=netx_checksum(net), netx_file_sha256=digest)
-        text = json.dumps(to_jsonable(config), indent=2, allow_nan=False)
-        tmp_json.write_text(text + "\n", encoding="utf-8")
+        write_file_bytes(tmp_net, data)
+        write_file_bytes(tmp_json, text.encode("utf-8"))
     return path
 
 
@@ -572,6 +569,7 @@ class _Reader:
         metadata = strict_json(self.attr(meta, "metadata"), "attribute 'metadata'")
         if not isinstance(metadata, dict):
             self.fail(f"metadata should be a JSON object, got {type(metadata).__name__}")
+        check_recorded_metadata(metadata, "metadata")
         return version, {
             "levels": self.attr_int(meta, "levels", 1, LEVELS_MAX),
             "phi": finite_float(self.attr(meta, "phi"), "attribute 'phi'", 0.0, 1.0),

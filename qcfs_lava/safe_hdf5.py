@@ -42,6 +42,8 @@ __all__ = [
     "probe_in_child",
     "verify_hdf5",
     "write_digest_header",
+    "hdf5_bytes",
+    "stamp_digest",
 ]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -95,6 +97,58 @@ def write_digest_header(path: str | os.PathLike) -> str:
         f.seek(0)
         f.write(header.ljust(USERBLOCK_SIZE, b"\0"))
     return digest
+
+
+def stamp_digest(data: bytes) -> tuple[bytes, str]:
+    """``data`` (an HDF5 file image whose first :data:`USERBLOCK_SIZE` bytes are a user block)
+    with the digest header written into its user block.
+
+    Returns:
+        The stamped bytes and the hex sha256 of the bytes after the user block.
+    """
+    if len(data) < USERBLOCK_SIZE or data[:len(HDF5_SIGNATURE)] == HDF5_SIGNATURE:
+        raise ValueError("the HDF5 image has no user block to hold a digest")
+    body = memoryview(data)[USERBLOCK_SIZE:]
+    digest = hashlib.sha256(body).hexdigest()
+    header = DIGEST_MAGIC + f"sha256 {digest}\nlength {len(body)}\n".encode("ascii")
+    return header.ljust(USERBLOCK_SIZE, b"\0") + bytes(body), digest
+
+
+def hdf5_bytes(fill, *, digest: bool = True) -> tuple[bytes, str | None]:
+    """Build an HDF5 file in memory: ``fill(h5py.File)`` writes its contents.
+
+    h5py never touches a disk (it writes into a ``BytesIO``); the caller writes the bytes
+    with ordinary I/O (:func:`qcfs_lava.io.write_bytes`), so a full disk is an ``OSError``.
+
+    Args:
+        fill: called with the open, writable file.
+        digest: reserve the user block and stamp the digest header (:func:`stamp_digest`).
+
+    Returns:
+        The file's bytes and its digest (None without one).
+    """
+    import io
+
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w", userblock_size=USERBLOCK_SIZE if digest else 0) as f:
+        fill(f)
+    data = buffer.getvalue()
+    if not digest:
+        return data, None
+    return stamp_digest(data)
+
+
+def prepend_digest(data: bytes) -> tuple[bytes, str]:
+    """An HDF5 image written without a user block, given one holding the digest header.
+
+    The HDF5 library finds a superblock at 512 bytes and takes that as the base of every
+    address, so h5py (and every HDF5 reader) reads the result unchanged.
+    """
+    if data[:len(HDF5_SIGNATURE)] != HDF5_SIGNATURE:
+        raise ValueError("not an HDF5 image starting with its superblock")
+    return stamp_digest(b"\0" * USERBLOCK_SIZE + data)
 
 
 def hdf5_offset(path: str | os.PathLike) -> int | None:

@@ -113,10 +113,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        from qcfs_lava.validate import LEVELS_MAX
+
         for name in ("epochs", "batch_size", "levels"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
+        if int(self.levels) > LEVELS_MAX:
+            raise ValueError(f"levels must be at most {LEVELS_MAX}, got {self.levels}")
+        if not 0.0 <= float(self.phi) <= 1.0:  # also False for NaN
+            raise ValueError(f"phi must be a number in [0, 1], got {self.phi}")
+        if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
 

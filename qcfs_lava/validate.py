@@ -37,9 +37,12 @@ __all__ = [
     "check_torch_archive",
     "check_reference_tensors",
     "check_output_path",
+    "check_recorded_metadata",
+    "resolve_path",
 ]
 
 INDEX_MAX = (1 << 31) - 1  # shapes, strides, counts: anything larger is damage, not a network
+STEPS_MAX = 1 << 16  # the largest T a file may record (docs/failure-modes.md)
 
 
 class InvalidValueError(ValueError):
@@ -144,8 +147,52 @@ def strict_json(text: Any, where: str) -> Any:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise InvalidValueError(f"{where} is not valid JSON ({exc})") from None
+    except InvalidValueError as exc:
+        raise InvalidValueError(f"{where}: {exc}") from None
     except RecursionError:
         raise InvalidValueError(f"{where} is nested too deeply") from None
+
+
+# --------------------------------------------------------------------------- recorded metadata
+
+
+def check_recorded_metadata(meta: Mapping[str, Any], where: str = "metadata") -> dict[str, Any]:
+    """Check the provenance a NetX or NIR file records (the keys qcfs-lava writes; others are
+    kept as they are).
+
+    ``steps`` is an integer in ``1..STEPS_MAX`` (a recorded T becomes a default, so an absurd
+    one would run for ever); ``dataset``, ``model``, ``checkpoint``, ``checkpoint_sha256`` and
+    ``qcfs_lava_version`` are strings; ``class_names`` a list of strings; ``layer_copies`` an
+    integer in ``1..64``.
+
+    Returns:
+        ``meta`` as a dict, values unchanged.
+
+    Raises:
+        InvalidValueError: every bad field, in one message.
+    """
+    problems = []
+    for key, hi in (("steps", STEPS_MAX), ("layer_copies", 64)):
+        if key not in meta:
+            continue
+        value = meta[key]
+        if isinstance(value, (np.integer, np.ndarray)) and np.ndim(value) == 0:
+            value = value.item()  # an HDF5 scalar; a list or an array of one is no integer
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{where} '{key}' must be an integer, got {meta[key]!r}"[:200])
+        elif not 1 <= value <= hi:
+            problems.append(f"{where} '{key}' = {value} is outside [1, {hi}]")
+    for key in ("dataset", "model", "checkpoint", "checkpoint_sha256", "qcfs_lava_version"):
+        if key in meta and (not isinstance(meta[key], str) or not meta[key]):
+            problems.append(f"{where} '{key}' must be a non-empty string, got {meta[key]!r}"[:200])
+    if "class_names" in meta:
+        names = meta["class_names"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
+                len(names) > INDEX_MAX:
+            problems.append(f"{where} 'class_names' must be a list of strings")
+    if problems:
+        raise InvalidValueError("; ".join(problems))
+    return dict(meta)
 
 
 # --------------------------------------------------------------------------- checkpoint values
@@ -226,55 +273,108 @@ def check_reference_tensors(
 # --------------------------------------------------------------------------- output paths
 
 
+def resolve_path(path: str | os.PathLike) -> Path:
+    """``path`` made absolute with ``..`` and every symbolic link resolved, as the operating
+    system will see it when the file is written (``nothere/../in.pt`` is ``in.pt``)."""
+    return Path(os.path.realpath(os.path.abspath(os.fspath(path))))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if resolve_path(a) == resolve_path(b):
+        return True
+    with contextlib.suppress(OSError):
+        return os.path.samefile(a, b)  # hard links
+    return False
+
+
+_KIND_NAMES = {"hdf5": "an HDF5 / NetX / NIR file", "torch": "a torch checkpoint",
+               "json": "a JSON file", "other": "a file of unknown kind"}
+
+
 def check_output_path(
     path: str | os.PathLike,
     *,
     arg: str,
     kind: str,
-    inputs: Iterable[str | os.PathLike] = (),
+    inputs: Iterable[str | os.PathLike | None] = (),
     force: bool = False,
+    others: Iterable[str | os.PathLike | None] = (),
 ) -> Path:
-    """Check, before any work, that ``path`` can be written and replacing it loses nothing.
+    """The one rule for every file a command writes, checked before any work.
+
+    The path is resolved (``..``, symbolic links) before it is compared, so no spelling of an
+    input gets past the check.
 
     Args:
         path: the file the command will write.
         arg: the option that named it (``"--out"``, ``"--json"``), for the message.
         kind: what will be written: ``"hdf5"``, ``"json"`` or ``"torch"`` (see
             :func:`qcfs_lava.safe_hdf5.file_kind`).
-        inputs: the files the command reads: never overwritten, even with ``force``.
-        force: allow replacing an existing file of another kind.
+        inputs: every file the command reads (network, checkpoint, dataset file, NIR file):
+            never overwritten, even with ``force``. ``None`` entries are ignored.
+        force: allow replacing an existing regular file of another kind.
+        others: the command's other outputs (one file may not be written twice).
+
+    Returns:
+        ``path`` resolved.
 
     Raises:
-        OutputPathError: ``path`` is an input, a directory, a file of another kind (without
-            ``force``), or in a folder that cannot be created or written.
+        OutputPathError: ``path`` is an input or another output, a directory, a device or
+            another special file, a file of another kind (without ``force``), or in a folder
+            that cannot be created or written (tried with a real temporary file).
     """
+    import stat
+    import tempfile
+
     from qcfs_lava.safe_hdf5 import file_kind
 
-    path = Path(path)
+    given = Path(path)
+    if not os.fspath(path):
+        raise OutputPathError(f"{arg} is empty; pass a file name")
+    resolved = resolve_path(given)
+    shown = str(given) if str(given) == str(resolved) else f"{given} (that is {resolved})"
     for source in inputs:
-        with contextlib.suppress(OSError):
-            if path.exists() and os.path.samefile(path, source):
-                raise OutputPathError(
-                    f"{arg} {path} is the input file {source}; writing it would destroy the "
-                    f"input: choose another {arg}"
-                )
-    found = file_kind(path)
-    if found == "directory":
-        raise OutputPathError(f"{arg} {path} is a directory; pass a file name, e.g. "
-                              f"{path / ('out.net' if kind == 'hdf5' else 'out.json')}")
-    if found not in ("missing", "empty", kind) and not force:
-        names = {"hdf5": "an HDF5 / NetX file", "torch": "a torch checkpoint",
-                 "json": "a JSON file", "other": "a file of unknown kind"}
-        raise OutputPathError(
-            f"{arg} {path} exists and is {names[found]}, not {names[kind]}; refusing to replace "
-            f"it: choose another {arg}, or pass --force to overwrite it"
-        )
-    folder = path.parent
+        if source is not None and _same_file(given, Path(source)):
+            raise OutputPathError(
+                f"{arg} {shown} is the input file {source}; an input is never "
+                f"overwritten, not even with --force: choose another {arg}")
+    for other in others:
+        if other is not None and _same_file(given, Path(other)):
+            raise OutputPathError(f"{arg} {shown} is also the command's output {other}; "
+                                  f"choose another {arg}")
+    try:
+        st = os.stat(resolved)
+    except (FileNotFoundError, NotADirectoryError):
+        st = None
+    except OSError as exc:
+        raise OutputPathError(f"{arg} {shown} cannot be examined ({exc.strerror}); choose "
+                              f"another {arg}") from None
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise OutputPathError(f"{arg} {shown} is a directory; pass a file name, e.g. "
+                                  f"{given / ('out.net' if kind == 'hdf5' else 'out.json')}")
+        if not stat.S_ISREG(st.st_mode):
+            what = ("a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                    "a named pipe" if stat.S_ISFIFO(st.st_mode) else
+                    "a socket" if stat.S_ISSOCK(st.st_mode) else "a special file")
+            raise OutputPathError(f"{arg} {shown} is {what}, not a regular file; it is never "
+                                  f"replaced (not even with --force): choose another {arg}")
+        found = file_kind(resolved)
+        if found not in ("missing", "empty", kind) and not force:
+            raise OutputPathError(
+                f"{arg} {shown} exists and is {_KIND_NAMES[found]}, not {_KIND_NAMES[kind]}; "
+                f"refusing to replace it: choose another {arg}, or pass --force to overwrite it")
+    folder = resolved.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
-        raise OutputPathError(f"{arg} {path}: {folder} is not a directory; choose another {arg}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputPathError(f"{arg} {path}: the folder {folder} is not writable; choose "
-                              f"another {arg} or fix the folder's permissions")
-    return path
+        raise OutputPathError(f"{arg} {shown}: {folder} is not a directory; choose another {arg}")
+    try:  # the only sure test: /proc, read-only mounts and ACLs all answer here
+        fd, probe = tempfile.mkstemp(prefix=".qcfs-lava-probe.", dir=folder)
+    except OSError as exc:
+        raise OutputPathError(f"{arg} {shown}: cannot write in the folder {folder}, it is not "
+                              f"writable ({exc.strerror}); choose another {arg} or fix the "
+                              "folder's permissions") from None
+    os.close(fd)
+    os.unlink(probe)
+    return resolved

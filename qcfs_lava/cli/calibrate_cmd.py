@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qcfs_lava.cli.common import non_negative_int, positive_float, positive_int
+from qcfs_lava.cli.common import (
+    add_force_arg,
+    check_outputs,
+    levels_arg,
+    non_negative_int,
+    phi_arg,
+    positive_float,
+    positive_int,
+)
 
 
 def _percentile(text: str) -> float:
@@ -30,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "OUT.json (configuration, thresholds, accuracies).",
     )
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint from `qcfs-lava train`")
-    p.add_argument("--levels", type=positive_int, required=True,
+    p.add_argument("--levels", type=levels_arg, required=True,
                    help="quantization levels L of the QCFS activations")
     p.add_argument("--percentile", type=_percentile, default=99.9,
                    help="percentile of the activations that sets lambda (default 99.9)")
@@ -40,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="epochs of QCFS fine-tuning after calibration (default 0)")
     p.add_argument("--lr", type=positive_float, default=0.01,
                    help="fine-tune learning rate (SGD, cosine; default 0.01)")
-    p.add_argument("--phi", type=float, default=0.5, help="QCFS shift (default 0.5)")
+    p.add_argument("--phi", type=phi_arg, default=0.5, help="QCFS shift (default 0.5)")
     p.add_argument("--samples", type=positive_int, default=1000,
                    help="training images for the statistics (default 1000)")
     p.add_argument("--batch-size", type=positive_int, default=256,
@@ -52,19 +60,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--out", required=True, help="QCFS checkpoint to write (.pt)")
+    add_force_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from qcfs_lava.calibrate import CalibrationConfig, calibrate_checkpoint, config_dict
     from qcfs_lava.checkpoint import save_checkpoint
-    from qcfs_lava.errors import CheckpointError
     from qcfs_lava.io import write_json
 
     src, out = Path(args.checkpoint), Path(args.out)
-    if out.exists() and src.exists() and out.resolve() == src.resolve():
-        raise CheckpointError(f"--out {out} is the input checkpoint; choose another file "
-                              "(the input is never overwritten)")
+    # before any work: neither output may be an input, a folder, or a file of another kind
+    check_outputs(args, (out, "--out", "torch"), (f"{out}.json", f"--out's {out.name}.json",
+                                                   "json"))
     config = CalibrationConfig(
         levels=args.levels, phi=args.phi, percentile=args.percentile,
         per_channel=args.per_channel, samples=args.samples, batch_size=args.batch_size,

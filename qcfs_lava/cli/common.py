@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
+
+# options that name a file a command reads (never overwritten by any of its outputs)
+INPUT_OPTIONS = ("source", "file", "checkpoint", "state_dict", "relu_checkpoint", "init_from",
+                 "energy_json")
 
 
 def parse_steps(text: str) -> list[int]:
@@ -53,6 +58,38 @@ def non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def levels_arg(text: str) -> int:
+    """An argparse type: quantization levels L, an integer in ``1..LEVELS_MAX`` (what every
+    reader accepts: a checkpoint with more would be refused as damaged)."""
+    from qcfs_lava.validate import LEVELS_MAX
+
+    value = positive_int(text)
+    if value > LEVELS_MAX:
+        raise argparse.ArgumentTypeError(f"must be at most {LEVELS_MAX}, got {value}")
+    return value
+
+
+def phi_arg(text: str) -> float:
+    """An argparse type: the QCFS shift phi, a finite number in ``[0, 1]``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] (0.5 or 0), got {text!r}")
+    return value
+
+
+def steps_arg(text: str) -> int:
+    """An argparse type: a T to record in a file, an integer in ``1..STEPS_MAX``."""
+    from qcfs_lava.validate import STEPS_MAX
+
+    value = positive_int(text)
+    if value > STEPS_MAX:
+        raise argparse.ArgumentTypeError(f"a recorded T must be at most {STEPS_MAX}, got {value}")
     return value
 
 
@@ -136,17 +173,79 @@ def add_data_args(p: argparse.ArgumentParser, samples: int | None = None) -> Non
                    + ("all" if samples is None else str(samples)) + ")")
 
 
+def command_inputs(args: argparse.Namespace) -> list[str]:
+    """Every file ``args`` names for reading: networks, checkpoints, an ``npz:`` dataset, a
+    ``--data-root`` that is a file."""
+    from qcfs_lava.data import NPZ_PREFIX
+
+    paths = [str(v) for k in INPUT_OPTIONS if (v := getattr(args, k, None))]
+    dataset = getattr(args, "dataset", None)
+    if isinstance(dataset, str) and dataset.startswith(NPZ_PREFIX) and dataset != NPZ_PREFIX:
+        paths.append(dataset[len(NPZ_PREFIX):])
+    root = getattr(args, "data_root", None)
+    if root and Path(root).is_file():
+        paths.append(str(root))
+    return paths
+
+
+def command_config(args: argparse.Namespace) -> dict:
+    """The options of a command as recorded in its JSON output (no internal fields)."""
+    return {k: v for k, v in vars(args).items() if k != "func" and not k.startswith("_")}
+
+
+def check_outputs(args: argparse.Namespace, *outputs: tuple[str | Path | None, str, str],
+                  inputs: tuple[str | Path, ...] = ()) -> None:
+    """Apply the output rule (:func:`qcfs_lava.validate.check_output_path`) to every file the
+    command will write, before any work.
+
+    Args:
+        args: the parsed command line (its inputs and ``--force`` are taken from it).
+        outputs: ``(path, option, kind)`` per output; a ``None`` path is skipped.
+        inputs: inputs beyond those named by the options (e.g. a recorded dataset file).
+    """
+    from qcfs_lava.validate import check_output_path
+
+    every_input = command_inputs(args) + [str(p) for p in inputs]
+    written: list[str] = []
+    for path, arg, kind in outputs:
+        if path is None:
+            continue
+        check_output_path(path, arg=arg, kind=kind, inputs=every_input,
+                          force=bool(getattr(args, "force", False)), others=written)
+        written.append(str(path))
+    args._checked_outputs = [(p, a, k) for p, a, k in outputs if p is not None]
+
+
+def check_dataset_input(args: argparse.Namespace, dataset: str | None) -> None:
+    """A dataset file the command will read (``npz:PATH``, e.g. taken from the network's
+    metadata) is an input too: check the outputs :func:`check_outputs` has seen against it,
+    before it is read."""
+    from qcfs_lava.data import NPZ_PREFIX
+
+    checked = getattr(args, "_checked_outputs", None)
+    if checked and dataset and dataset.startswith(NPZ_PREFIX) and dataset != NPZ_PREFIX:
+        check_outputs(args, *checked, inputs=(dataset[len(NPZ_PREFIX):],))
+
+
 def load_test_data(args: argparse.Namespace, default_dataset: str | None,
-                   input_shape=None, source=None):
+                   input_shape=None, source=None, *, num_classes: int | None = None):
     """The test split chosen by ``args`` -> ``(x_uint8, y, split)``.
 
     With ``input_shape``, samples of another shape are refused (naming ``source``, the file
-    they were meant for, and its own dataset ``default_dataset``).
-    """
-    from qcfs_lava.data import check_sample_shape, load_test_samples
+    they were meant for, and its own dataset ``default_dataset``). With ``num_classes`` (the
+    model's outputs), a label the model cannot predict is refused: it would only count as an
+    error.
 
-    x, y, split = load_test_samples(args.dataset or default_dataset, args.data_root,
-                                    args.samples)
+    A dataset file taken from the network's metadata is an input too
+    (:func:`check_dataset_input`).
+    """
+    from qcfs_lava.data import check_label_range, check_sample_shape, load_test_samples
+
+    name = args.dataset or default_dataset
+    check_dataset_input(args, name)
+    x, y, split = load_test_samples(name, args.data_root, args.samples)
     if input_shape is not None:
         check_sample_shape(x, split, input_shape, source, default_dataset)
+    if num_classes is not None:
+        check_label_range(split, num_classes)
     return x, y, split

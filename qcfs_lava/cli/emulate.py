@@ -8,6 +8,8 @@ from qcfs_lava.cli.common import (
     add_data_args,
     add_force_arg,
     add_graded_arg,
+    check_outputs,
+    command_config,
     graded_payload,
     load_test_data,
     parse_steps,
@@ -57,11 +59,9 @@ def run(args: argparse.Namespace) -> int:
     from qcfs_lava.io import write_json
     from qcfs_lava.network import format_table
     from qcfs_lava.pipeline import load_source, run_chain
-    from qcfs_lava.validate import check_output_path
 
-    if args.json:  # before any work, so finished results are never lost to an unwritable path
-        check_output_path(args.json, arg="--json", kind="json", inputs=[args.source],
-                          force=args.force)
+    # before any work, so finished results are never lost to an unwritable path
+    check_outputs(args, (args.json, "--json", "json"))
     if args.steps is None:
         args.steps = [_recorded_steps(args.source) or DEFAULT_STEPS]
     from qcfs_lava.convert import ConversionConfig
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if source.checkpoint is None:
         payload = graded_payload(args, net)
     x, y, split = load_test_data(args, net.metadata.get("dataset"), net.input_shape,
-                                 args.source)
+                                 args.source, num_classes=net.num_classes)
     print(format_table(net))
     if report is not None:
         print("\nquantization report (scale = state units per float unit)")
@@ -97,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = {
             "command": "emulate", "source": str(args.source), "dataset": split.name,
-            "config": {**{k: v for k, v in vars(args).items() if k != "func"},
-                       "graded": payload},
+            "config": {**command_config(args), "graded": payload},
             "error_budget": budget.to_dict(),
             "runs": {str(t): r.to_dict() for t, r in chain.runs.items()},
         }

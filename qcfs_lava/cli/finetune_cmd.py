@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qcfs_lava.cli.common import parse_steps, positive_float, positive_int
+from qcfs_lava.cli.common import check_outputs, parse_steps, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,12 +48,11 @@ def run(args: argparse.Namespace) -> int:
     from qcfs_lava.errors import CheckpointError
     from qcfs_lava.finetune import FinetuneConfig, finetune_checkpoint
     from qcfs_lava.io import write_json
-    from qcfs_lava.validate import check_output_path
 
     src, out = Path(args.checkpoint), Path(args.out)
     # before any work: the input is never replaced, an existing checkpoint only with --force
-    check_output_path(out, arg="--out", kind="torch", inputs=[src], force=args.force)
-    check_output_path(f"{out}.json", arg="--out", kind="json", inputs=[src], force=True)
+    check_outputs(args, (out, "--out", "torch"), (f"{out}.json", f"--out's {out.name}.json",
+                                                   "json"))
     if out.exists() and not args.force:
         raise CheckpointError(f"--out {out} exists; pass --force to replace it, or choose "
                               "another file")

@@ -12,7 +12,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qcfs_lava.cli.common import add_force_arg, add_graded_arg, graded_payload
+from qcfs_lava.cli.common import (
+    add_force_arg,
+    add_graded_arg,
+    check_outputs,
+    graded_payload,
+    steps_arg,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint from `qcfs-lava train`")
     p.add_argument("--out", required=True, metavar="FILE.net", help="NetX file to write")
     p.add_argument(
-        "--steps", type=int, default=None, metavar="T",
+        "--steps", type=steps_arg, default=None, metavar="T",
         help="time steps T the network is meant to run (recorded in the file's metadata)",
     )
     p.add_argument(
@@ -63,7 +69,6 @@ def run_export(args: argparse.Namespace) -> int:
     from qcfs_lava.network import format_table
     from qcfs_lava.netx import export_config_path, write_netx
     from qcfs_lava.pipeline import convert_checkpoint
-    from qcfs_lava.validate import check_output_path
 
     if args.steps is not None and args.steps < 1:
         raise CheckpointError(f"--steps must be >= 1, got {args.steps}")
@@ -84,9 +89,8 @@ def run_export(args: argparse.Namespace) -> int:
         return run_export_nir(args)
     out = Path(args.out)
     # before any work: neither output may be the input, a folder, or a file of another kind
-    check_output_path(out, arg="--out", kind="hdf5", inputs=[args.checkpoint], force=args.force)
-    check_output_path(export_config_path(out), arg=f"--out's {out.name}.json", kind="json",
-                      inputs=[args.checkpoint], force=args.force)
+    check_outputs(args, (out, "--out", "hdf5"),
+                  (export_config_path(out), f"--out's {out.name}.json", "json"))
     conversion = ConversionConfig(layer_copies=args.layer_copies, spike_payload=payload)
     net, report, _ = convert_checkpoint(args.checkpoint, steps=args.steps, config=conversion)
     config = {

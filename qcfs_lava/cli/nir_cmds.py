@@ -20,7 +20,7 @@ from qcfs_lava.nir_exchange.runners import RUNNERS
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``run-nir`` command."""
-    from qcfs_lava.cli.common import add_data_args, parse_steps
+    from qcfs_lava.cli.common import add_data_args, add_force_arg, parse_steps
 
     p = sub.add_parser(
         "run-nir",
@@ -43,24 +43,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="compare with the float SNN of this checkpoint (fails on any "
                    "different prediction)")
     p.add_argument("--json", default=None, metavar="FILE.json", help="write the results here")
+    add_force_arg(p)
     p.set_defaults(func=run_nir_cmd)
 
 
 def run_export_nir(args: argparse.Namespace) -> int:
     """``export --format nir``: write the NIR graph and ``FILE.nir.json``."""
     from qcfs_lava import __version__
+    from qcfs_lava.cli.common import check_outputs
     from qcfs_lava.io import write_json
     from qcfs_lava.nir_exchange.export import export_checkpoint
     from qcfs_lava.nir_exchange.runners import describe_graph
     from qcfs_lava.nir_exchange.semantics import NAMESPACE, VERSION
-    from qcfs_lava.validate import check_output_path
 
     out = Path(args.out)
     # before any work: neither output may be the input, a folder, or a file of another kind
-    check_output_path(out, arg="--out", kind="hdf5", inputs=[args.checkpoint],
-                      force=getattr(args, "force", False))
-    check_output_path(out.with_name(out.name + ".json"), arg=f"--out's {out.name}.json",
-                      kind="json", inputs=[args.checkpoint], force=getattr(args, "force", False))
+    check_outputs(args, (out, "--out", "hdf5"),
+                  (out.with_name(out.name + ".json"), f"--out's {out.name}.json", "json"))
     graph, ckpt = export_checkpoint(args.checkpoint, out, steps=args.steps)
     rows = describe_graph(graph)
     config = {
@@ -83,15 +82,19 @@ def run_export_nir(args: argparse.Namespace) -> int:
 
 
 def run_nir_cmd(args: argparse.Namespace) -> int:
-    from qcfs_lava.cli.common import load_test_data
+    from qcfs_lava.cli.common import check_outputs, load_test_data
     from qcfs_lava.errors import SimulationMismatchError
     from qcfs_lava.io import write_json
+    from qcfs_lava.nir_exchange.executor import check_graph
     from qcfs_lava.nir_exchange.runners import run_nir_file
-    from qcfs_lava.nir_exchange.semantics import graph_semantics, read_nir
+    from qcfs_lava.nir_exchange.semantics import read_nir
 
-    sem = graph_semantics(read_nir(args.file), args.file)
+    check_outputs(args, (args.json, "--json", "json"))
+    # every runner runs only what the reference executor accepts
+    sem = check_graph(read_nir(args.file), str(args.file))
     steps = args.steps or [sem.resolve_steps(None, args.file)]
-    x, y, _ = load_test_data(args, sem.extra.get("dataset"))
+    x, y, _ = load_test_data(args, sem.extra.get("dataset"),
+                             num_classes=len(sem.class_names) or None)
     result = run_nir_file(args.file, x, y, steps, runner=args.runner,
                           checkpoint=args.checkpoint)
     print(result.format())

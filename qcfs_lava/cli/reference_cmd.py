@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from qcfs_lava.cli.common import RegistryHelp
+from qcfs_lava.cli.common import RegistryHelp, levels_arg
 
 # Input normalisation the reference code uses for its datasets (per channel, of x / 255).
 REFERENCE_NORMALIZATION = {
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", required=True,
                    help=RegistryHelp("one of {names}", "qcfs_lava.model.reference",
                                      "REFERENCE_ARCHS"))
-    p.add_argument("--levels", type=int, required=True,
+    p.add_argument("--levels", type=levels_arg, required=True,
                    help="quantization levels L the reference model was trained with")
     p.add_argument("--dataset", default="cifar10",
                    help="dataset the model was trained on (sets classes and normalisation)")
@@ -65,16 +65,15 @@ def _floats(text: str | None, n: int, default) -> list[float]:
 
 def run(args: argparse.Namespace) -> int:
     from qcfs_lava.checkpoint import Checkpoint, save_checkpoint
+    from qcfs_lava.cli.common import check_outputs
     from qcfs_lava.errors import CheckpointError
     from qcfs_lava.model.reference import (
         import_reference,
         load_reference,
         reference_model_kwargs,
     )
-    from qcfs_lava.validate import check_output_path
 
-    check_output_path(args.out, arg="--out", kind="torch", inputs=[args.state_dict],
-                      force=args.force)
+    check_outputs(args, (args.out, "--out", "torch"))
     if args.levels < 1 or (args.num_classes is not None and args.num_classes < 1) or \
             args.input_size < 1 or args.in_channels < 1:
         raise CheckpointError("--levels, --num-classes, --input-size and --in-channels must be "

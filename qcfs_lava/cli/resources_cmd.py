@@ -11,6 +11,13 @@ from __future__ import annotations
 
 import argparse
 
+from qcfs_lava.cli.common import (
+    add_force_arg,
+    check_dataset_input,
+    check_outputs,
+    command_config,
+    positive_int,
+)
 from qcfs_lava.hardware import CHIPS
 
 
@@ -42,8 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --samples: record spike trains and compare, at every step, the "
                    "input currents of each pool-folded layer with those of a separate sum-pool "
                    "layer followed by the smaller kernel (identical currents: same accuracy)")
-    p.add_argument("--batch-size", type=int, default=256,
+    p.add_argument("--batch-size", type=positive_int, default=256,
                    help="samples per emulator batch (default 256)")
+    add_force_arg(p)
     p.set_defaults(func=run)
 
 
@@ -57,8 +65,11 @@ def run(args: argparse.Namespace) -> int:
     from qcfs_lava.io import write_json
     from qcfs_lava.pipeline import load_source
 
+    check_outputs(args, (args.json, "--json", "json"))  # before any work
     check_run_options(args.samples, args.steps)
     net = load_source(args.file, steps=args.steps).network
+    if args.samples is not None:
+        check_dataset_input(args, args.dataset or net.metadata.get("dataset"))
     result = measure_resources(
         net, args.chip, samples=args.samples, steps=args.steps, dataset=args.dataset,
         data_root=args.data_root, check_pools=args.check_pools, batch_size=args.batch_size)
@@ -66,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_run_text(result))
     print(format_resources_text(result.report))
     if args.json:
-        config = {k: v for k, v in vars(args).items() if k != "func"}
+        config = command_config(args)
         config["steps"] = result.steps
         write_json(args.json, {"command": "resources", "config": config, **result.to_dict()})
         print(f"\nwrote {args.json}")

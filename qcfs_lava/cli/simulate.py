@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from qcfs_lava.cli.common import add_data_args, add_force_arg, load_test_data, positive_int
+from qcfs_lava.cli.common import (
+    add_data_args,
+    add_force_arg,
+    check_outputs,
+    command_config,
+    load_test_data,
+    positive_int,
+)
 
 DEFAULT_SAMPLES = 16
 # T for a file that records none (written before T was recorded, or by other tools)
@@ -44,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "on Ray (needs the extra: pip install \"qcfs-lava[ray]\"); the merged "
                    "result equals a single run")
     p.add_argument("--address", default=None, metavar="ADDR",
-                   help="Ray cluster to run the shards on (e.g. auto, ray://head:10001); "
+                   help="Ray cluster to run the shards on: host:port of its head (GCS), "
+                   "auto, or ray://head:10001 (Ray Client: pip install \"ray[client]\"); "
                    "default: a local Ray instance with N CPUs")
     p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
     add_force_arg(p)
@@ -69,16 +77,14 @@ def run(args: argparse.Namespace) -> int:
     from qcfs_lava.lava_sim import LavaRunConfig, simulate
     from qcfs_lava.network import format_table
     from qcfs_lava.netx import read_netx
-    from qcfs_lava.validate import check_output_path
 
     if args.workers < 1:
         raise NetworkValidationError(f"--workers must be >= 1, got {args.workers}")
-    if args.json:  # before any work, so finished results are never lost to an unwritable path
-        check_output_path(args.json, arg="--json", kind="json", inputs=[args.file],
-                          force=args.force)
+    # before any work, so finished results are never lost to an unwritable path
+    check_outputs(args, (args.json, "--json", "json"))
     net = read_netx(args.file)
     x, y, split = load_test_data(args, net.metadata.get("dataset"), net.input_shape,
-                                 args.file)
+                                 args.file, num_classes=net.num_classes)
     print(format_table(net))
     args.steps = _resolve_steps(args.steps, net.metadata.get("steps"))
     print(f"\nsimulating {len(x)} samples x {args.steps} steps in Lava "
@@ -108,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             write_json(args.json, {
                 "command": "simulate", "file": str(args.file), "dataset": split.name,
-                "config": {k: v for k, v in vars(args).items() if k != "func"},
+                "config": command_config(args),
                 "failed_shards": {f"{a}..{b - 1}": msg
                                   for (a, b), msg in sorted(exc.failures.items())},
                 "completed_shards": {f"{a}..{b - 1}": r.to_dict()
@@ -147,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = {
             "command": "simulate", "file": str(args.file), "dataset": split.name,
-            "config": {k: v for k, v in vars(args).items() if k != "func"},
+            "config": command_config(args),
             "result": result.to_dict(),
             "wall_s": wall,
         }

@@ -14,9 +14,12 @@ from qcfs_lava.cli.common import (
     add_data_args,
     add_force_arg,
     add_graded_arg,
+    check_outputs,
     graded_payload,
+    levels_arg,
     load_test_data,
     parse_steps,
+    phi_arg,
     positive_int,
 )
 
@@ -43,9 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder, e.g. runs/cnn-digits")
     p.add_argument("--activation", choices=("qcfs", "relu"), default=None,
                    help=f"QCFS, or ReLU for a baseline to calibrate ({_RECIPE}qcfs)")
-    p.add_argument("--levels", type=int, default=None,
+    p.add_argument("--levels", type=levels_arg, default=None,
                    help=f"quantization levels L ({_RECIPE}4)")
-    p.add_argument("--phi", type=float, default=None,
+    p.add_argument("--phi", type=phi_arg, default=None,
                    help=f"QCFS shift: 0.5 clip-floor-shift, 0 clip-floor ({_RECIPE}0.5)")
     p.add_argument("--thresh", type=float, default=None,
                    help=f"initial threshold lambda ({_RECIPE}4.0)")
@@ -130,17 +133,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from qcfs_lava.checkpoint import checkpoint_sha256, load_checkpoint
-    from qcfs_lava.data import check_sample_shape, normalize
+    from qcfs_lava.data import normalize
     from qcfs_lava.snn import evaluate_ann, simulate_snn
-    from qcfs_lava.validate import check_output_path
 
-    if args.json:  # before any work, so finished results are never lost to an unwritable path
-        check_output_path(args.json, arg="--json", kind="json", inputs=[args.checkpoint],
-                          force=args.force)
+    # before any work, so finished results are never lost to an unwritable path
+    check_outputs(args, (args.json, "--json", "json"))
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.build_model()
-    x_uint8, y, split = load_test_data(args, ckpt.dataset)
-    check_sample_shape(x_uint8, split, ckpt.input_shape, args.checkpoint, ckpt.dataset)
+    x_uint8, y, split = load_test_data(args, ckpt.dataset, ckpt.input_shape, args.checkpoint,
+                                       num_classes=ckpt.num_classes)
     x = normalize(x_uint8, *ckpt.normalization())
     y = torch.as_tensor(y)
     ann = evaluate_ann(model, x, y, args.batch_size)

@@ -15,6 +15,7 @@ installed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import replace
@@ -87,6 +88,100 @@ def _import_ray():
     return ray
 
 
+RAY_CONNECT_TIMEOUT_S = 10.0  # to get an answer from a Ray cluster's address
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _answers_grpc(host: str, port: int, timeout: float) -> str | None:
+    """Whether a gRPC server (a Ray head's GCS or Ray Client server) answers at
+    ``host:port`` within ``timeout`` seconds; None if it does, else what went wrong.
+
+    Ray's own connection retries for minutes when nothing, or something else, listens there;
+    this probe is plain sockets (Ctrl-C stops it at once): the HTTP/2 connection preface is
+    sent and a SETTINGS frame must come back.
+    """
+    import socket
+
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(_HTTP2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = sock.recv(9 - len(head))
+                if not chunk:
+                    return "the connection was closed without an answer"
+                head += chunk
+    except TimeoutError:
+        return f"no answer within {timeout:.0f} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if head[3] != 0x04:  # frame type SETTINGS
+        return "the service there is not a Ray (gRPC) server"
+    return None
+
+
+_FIX = ("check --address (a Ray head's host:port, ray://host:10001 or auto) and that the "
+        "cluster is running (`ray status`), or leave --address out to run the shards on a "
+        "local Ray instance")
+
+
+def _check_address(address: str) -> None:
+    """A typed error at once unless a Ray cluster answers at ``address``.
+
+    ``auto`` is looked up the way Ray looks it up (``RAY_ADDRESS``, then the cluster started
+    on this machine); ``ray://host:port`` (Ray Client) needs ``pip install "ray[client]"``. A
+    plain ``host:port`` is probed before Ray is even imported, so Ctrl-C ends the command at
+    once.
+    """
+    from qcfs_lava.errors import LavaSimulationError
+
+    fix = _FIX
+    client = address.startswith("ray://")
+    if client:
+        from ray._private.utils import get_ray_client_dependency_error
+
+        missing = get_ray_client_dependency_error()
+        if missing is not None:
+            raise MissingExtraError(
+                f"--address {address}: a ray:// address needs Ray Client, which is not "
+                f"installed ({missing}); install it with `pip install \"ray[client]\"`, or "
+                "give the head's host:port (its GCS port, default 6379) instead")
+        target = address[len("ray://"):]
+    elif address == "auto":
+        from ray._private import services
+
+        try:
+            target = services.canonicalize_bootstrap_address(address)
+        except Exception as exc:  # noqa: BLE001 - Ray raises several types here
+            raise LavaSimulationError(f"--address auto: no running Ray cluster was found "
+                                      f"({str(exc)[:160]}); {fix}") from None
+        if target is None:
+            raise LavaSimulationError(f"--address auto: no running Ray cluster was found "
+                                      f"(RAY_ADDRESS unset, none started here); {fix}")
+    else:
+        target = address
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise LavaSimulationError(f"--address {address}: expected host:port; {fix}")
+    problem = _answers_grpc(host.strip("[]"), int(port), RAY_CONNECT_TIMEOUT_S)
+    if problem:
+        raise LavaSimulationError(f"--address {address}: no Ray cluster answers at "
+                                  f"{host}:{port} ({problem}); {fix}")
+
+
+def _join(ray, address: str) -> None:
+    """``ray.init(address=...)`` (after :func:`_check_address`) with typed errors."""
+    from qcfs_lava.errors import LavaSimulationError
+
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        raise LavaSimulationError(f"--address {address}: cannot join the Ray cluster "
+                                  f"({type(exc).__name__}: {str(exc)[:200]}); {_FIX}") from None
+
+
 def _run_shard(net: IntegerNetwork, x: np.ndarray, steps: int, record, config,
                digest_key=None, first_sample=0):
     from qcfs_lava.lava_sim.runner import simulate
@@ -135,6 +230,12 @@ def simulate_sharded(
             raise NetworkValidationError(
                 f"labels has {labels.shape[0]} entries for {x.shape[0]} samples")
     ranges = shard_ranges(len(x), workers)
+    if address and ranges:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            _import_ray()  # the missing-extra error
+        _check_address(address)
     ray = _import_ray()
     if not ranges:  # no samples: nothing to shard
         from qcfs_lava.lava_sim.runner import simulate
@@ -144,7 +245,7 @@ def simulate_sharded(
     started = False
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=False)
+            _join(ray, address)
         else:
             ray.init(num_cpus=max(1, len(ranges)), include_dashboard=False,
                      log_to_driver=False)
@@ -156,14 +257,15 @@ def simulate_sharded(
         net_ref = ray.put(net)
         pending = {task.remote(net_ref, x[a:b], steps, record, config, digest_key, a): (a, b)
                    for a, b in ranges}
-        if progress:
-            from tqdm.auto import tqdm
+        from qcfs_lava.progress import counter
 
-            bar = tqdm(total=len(x), desc=f"lava x{len(ranges)} shards", unit="sample")
+        bar = counter(len(x), desc=f"lava x{len(ranges)} shards", enabled=progress,
+                      unit="sample")
         done: dict = {}
         failures: dict = {}
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            # a short wait, so that Ctrl-C is seen within a second
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
             for ref in ready:
                 span = pending.pop(ref)
                 try:
@@ -175,6 +277,11 @@ def simulate_sharded(
                               failures[span])
                 if bar is not None:
                     bar.update(span[1] - span[0])
+    except KeyboardInterrupt:
+        for ref in pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        raise
     finally:
         if bar is not None:
             bar.close()

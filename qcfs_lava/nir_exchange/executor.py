@@ -17,6 +17,7 @@ order, each on the sum of its incoming edges' values of the same step:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,9 @@ from qcfs_lava.nir_exchange.semantics import (
     require_nir,
 )
 
-__all__ = ["NirRunResult", "normalize_pixels", "run_nir", "topological_order"]
+__all__ = ["NirRunResult", "check_graph", "normalize_pixels", "run_nir", "topological_order"]
+
+INPUT_SIZE_MAX = 1 << 24  # values in the Input node (a 4096 x 4096 image); larger is damage
 
 
 @dataclass
@@ -74,6 +77,9 @@ def topological_order(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) ->
     """
     preds: dict[str, list[str]] = {name: [] for name in nodes}
     for src, dst in edges:
+        if src not in preds or dst not in preds:
+            raise NirError(f"the NIR graph has an edge {src!r} -> {dst!r} to or from a node it "
+                           "does not have; the file is damaged")
         preds[dst].append(src)
     order, done = [], set()
     pending = list(preds)
@@ -158,6 +164,142 @@ def _stateless(nir) -> dict[type, Callable]:
     }
 
 
+# ---- checks -------------------------------------------------------------------------------
+def _vector(value, what: str, lo: int, lengths: tuple[int, ...], hi: int | None = None
+            ) -> tuple[int, ...]:
+    """An integer vector of one of ``lengths`` entries in ``[lo, hi]`` (typed, not coerced)."""
+    from qcfs_lava.validate import INDEX_MAX, InvalidValueError, exact_int_vector
+
+    try:
+        return exact_int_vector(value, what, lo, INDEX_MAX if hi is None else hi, lengths)
+    except (InvalidValueError, TypeError, ValueError) as exc:
+        raise NirError(f"{exc}; the file is damaged or not a qcfs-lava export") from None
+
+
+def _ints(value, what: str, lo: int, length: int = 2) -> tuple[int, ...]:
+    """A scalar or ``length`` integers >= ``lo``, as ``length`` integers."""
+    out = _vector(value, what, lo, (1, length))
+    return out * length if len(out) == 1 else out
+
+
+def _check_node(nir, name: str, node) -> None:
+    """Types, shapes and finiteness of one node's parameters (before anything runs)."""
+    where = f"node {name!r} ({type(node).__name__})"
+    for key, value in node.to_dict().items():
+        if key in ("type", "metadata") or isinstance(value, (str, dict)):
+            continue
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise NirError(f"{where}: {key} holds NaN or infinite values; the file is damaged")
+        if arr.dtype.kind not in "biuf":
+            raise NirError(f"{where}: {key} must be numeric, got {arr.dtype}")
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        w = np.asarray(node.weight)
+        if w.ndim != 2 or 0 in w.shape:
+            raise NirError(f"{where}: weight must be a non-empty matrix, got shape {w.shape}")
+        if isinstance(node, nir.Affine) and np.asarray(node.bias).shape not in ((w.shape[0],),):
+            raise NirError(f"{where}: bias has shape {np.asarray(node.bias).shape}, the weight "
+                           f"{w.shape} needs ({w.shape[0]},)")
+    elif isinstance(node, nir.Conv2d):
+        if isinstance(node.padding, str):
+            raise NirError(f"{where}: string padding {node.padding!r} is not supported")
+        w = np.asarray(node.weight)
+        if w.ndim != 4 or 0 in w.shape:
+            raise NirError(f"{where}: weight must be (C_out, C_in/groups, kH, kW), got {w.shape}")
+        groups = _ints(node.groups, f"{where} groups", 1, 1)[0]
+        if w.shape[0] % groups:
+            raise NirError(f"{where}: groups {groups} does not divide the {w.shape[0]} output "
+                           "channels")
+        _ints(node.stride, f"{where} stride", 1)
+        _ints(node.dilation, f"{where} dilation", 1)
+        _ints(node.padding, f"{where} padding", 0)
+        bias = np.asarray(node.bias)
+        if bias.shape not in ((), (1,), (w.shape[0],)):
+            raise NirError(f"{where}: bias has shape {bias.shape}, needs ({w.shape[0]},)")
+    elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+        _ints(node.kernel_size, f"{where} kernel_size", 1)
+        _ints(node.stride, f"{where} stride", 1)
+        _ints(node.padding, f"{where} padding", 0)
+    elif isinstance(node, nir.Flatten):
+        for key in ("start_dim", "end_dim"):
+            _vector(getattr(node, key), f"{where} {key}", -8, (1,), hi=8)
+
+
+def check_graph(graph, where: str = "graph"):
+    """Everything the reference executor needs, checked before any run: the metadata
+    (:func:`graph_semantics`), one ``Input`` and one ``Output``, every other node fed and
+    feeding (no unconnected node), no cycle, supported node types with well-typed, finite
+    parameters, and shapes that chain (one sample, one step, run for real).
+
+    The snntorch and sinabs shims and the torch import call it too, so they run only graphs
+    the reference executor accepts.
+
+    Returns:
+        The graph's :class:`~qcfs_lava.nir_exchange.semantics.GraphSemantics`.
+
+    Raises:
+        NirError: what is wrong, naming the node.
+    """
+    nir = require_nir()
+    sem = graph_semantics(graph, where)
+    nodes = graph.nodes
+    try:
+        edges = [(str(a), str(b)) for a, b in graph.edges]
+    except (TypeError, ValueError):
+        raise NirError(f"{where}: the edges are not (source, target) pairs") from None
+    inputs = [n for n, node in nodes.items() if isinstance(node, nir.Input)]
+    outputs = [n for n, node in nodes.items() if isinstance(node, nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise NirError(f"{where}: the graph needs exactly one Input and one Output node, has "
+                       f"{inputs} and {outputs}")
+    topological_order(nodes, edges)  # unknown endpoints, cycles
+    fed = {d for _, d in edges}
+    feeding = {s for s, _ in edges}
+    for name in nodes:
+        if name != inputs[0] and name not in fed:
+            raise NirError(f"{where}: node {name!r} has no incoming edge (unconnected); the "
+                           "graph is damaged or not a qcfs-lava export")
+        if name != outputs[0] and name not in feeding:
+            raise NirError(f"{where}: node {name!r} feeds nothing (unconnected); the graph is "
+                           "damaged or not a qcfs-lava export")
+    if inputs[0] in fed or outputs[0] in feeding:
+        raise NirError(f"{where}: the Input node may not be fed, nor the Output node feed")
+    ops = _stateless(nir)
+    for name, node in nodes.items():
+        if isinstance(node, nir.IF):
+            neuron_semantics(name, node)
+        elif not isinstance(node, nir.Input) and type(node) not in ops:
+            raise NirError(f"{where}: node {name!r}: NIR type {type(node).__name__} is not "
+                           "supported by the reference executor (supported: IF, Input, "
+                           f"{', '.join(t.__name__ for t in ops)})")
+        _check_node(nir, name, node)
+    shape = _vector(nodes[inputs[0]].input_type.get("input"), f"{where} Input shape", 1,
+                    (1, 3))
+    if math.prod(shape) > INPUT_SIZE_MAX:
+        raise NirError(f"{where}: Input shape {shape} is larger than {INPUT_SIZE_MAX} values")
+    if len(shape) == 3 and len(sem.mean) not in (1, shape[0]):
+        raise NirError(f"{where}: input_normalization has {len(sem.mean)} channels, the Input "
+                       f"has {shape[0]}")
+    try:
+        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+            # a white image (uint8 255, normalised): every input pixel is non-zero
+            probe = np.full((1, *shape), 255, np.uint8)
+            if len(shape) == 3:
+                probe = normalize_pixels(probe, sem.mean, sem.std)
+            _execute(graph, sem, probe.astype(np.float64), 1, literal=False, dtype=np.float64,
+                     batch_size=1, strict=True)
+    except FloatingPointError as exc:
+        raise NirError(f"{where}: the network's values overflow float64 on a white image "
+                       f"({exc}); its parameters are absurd: the file is damaged") from None
+    except NirError:
+        raise
+    except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError,
+            OverflowError, MemoryError) as exc:
+        raise NirError(f"{where}: the node shapes do not chain ({type(exc).__name__}: "
+                       f"{str(exc)[:160]}); the graph is damaged") from None
+    return sem
+
+
 # ---- the run -----------------------------------------------------------------------------
 def run_nir(
     graph,
@@ -185,14 +327,32 @@ def run_nir(
     Raises:
         NirError: not a qcfs-lava graph, an unsupported node type, a cycle, or no ``T``.
     """
-    nir = require_nir()
     if isinstance(graph, (str, Path)):
         graph = read_nir(graph)
-    sem = graph_semantics(graph)
+    sem = check_graph(graph)
     t_max = sem.resolve_steps(steps)
     x = np.asarray(x)
     if x.dtype == np.uint8:
         x = normalize_pixels(x, sem.mean, sem.std)
+    try:  # an overflow is an error, never a RuntimeWarning beside a garbage result
+        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+            return _execute(graph, sem, x, t_max, literal=literal, dtype=dtype,
+                            batch_size=batch_size, labels=labels)
+    except FloatingPointError as exc:
+        raise NirError(f"the network's values leave the range of {np.dtype(dtype).name} "
+                       f"({exc}); its weights or thresholds are absurd: the file is damaged or "
+                       "was not written by qcfs-lava") from None
+
+
+def _execute(graph, sem, x: np.ndarray, t_max: int, *, literal: bool, dtype, batch_size: int,
+             labels: np.ndarray | None = None, strict: bool = False) -> NirRunResult:
+    """The run of :func:`run_nir` on a checked graph and normalised inputs.
+
+    The input of every ``IF`` and ``Output`` node must be finite (BLAS-backed products can
+    overflow without numpy noticing); with ``strict`` (the dry run of :func:`check_graph`),
+    every node's input must also have the shape the node declares.
+    """
+    nir = require_nir()
     inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
     outputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
@@ -233,6 +393,10 @@ def run_nir(
                 total = values[preds[name][0]]
                 for p in preds[name][1:]:
                     total = total + values[p]
+                if strict:
+                    _check_input_shape(name, graph.nodes[name], total)
+                if (name in neurons or name == outputs[0]) and not np.all(np.isfinite(total)):
+                    raise FloatingPointError(f"the input of node {name!r} overflows")
                 if name in neurons:
                     values[name] = _if_step(name, neurons[name], graph.nodes[name], total, v,
                                             literal)
@@ -246,6 +410,17 @@ def run_nir(
         out_steps.append(np.stack(rows))
     outputs_all = np.concatenate(out_steps, axis=1) if out_steps else np.zeros((t_max, 0, 0))
     return NirRunResult(outputs_all, counts, None if labels is None else np.asarray(labels))
+
+
+def _check_input_shape(name: str, node, total: np.ndarray) -> None:
+    """``total`` (one batch) has the input shape ``node`` declares, when it declares one."""
+    declared = (getattr(node, "input_type", None) or {}).get("input")
+    if declared is None or np.asarray(declared).size == 0:
+        return
+    want = tuple(int(v) for v in np.asarray(declared).reshape(-1))
+    if tuple(total.shape[1:]) != want:
+        raise NirError(f"node {name!r} ({type(node).__name__}) declares input shape {want} but "
+                       f"receives {tuple(total.shape[1:])}; the graph is damaged")
 
 
 def _if_step(name, sem, node, total: np.ndarray, v: dict, literal: bool) -> np.ndarray:

@@ -22,10 +22,9 @@ from torch import nn
 
 from qcfs_lava.errors import NirError
 from qcfs_lava.geometry import pair
-from qcfs_lava.nir_exchange.executor import topological_order
+from qcfs_lava.nir_exchange.executor import check_graph, topological_order
 from qcfs_lava.nir_exchange.semantics import (
     GraphSemantics,
-    graph_semantics,
     neuron_semantics,
     read_nir,
     require_nir,
@@ -171,7 +170,7 @@ def from_nir(graph) -> NirNetwork:
     nir = require_nir()
     if isinstance(graph, (str, Path)):
         graph = read_nir(graph)
-    sem = graph_semantics(graph)
+    sem = check_graph(graph)  # what the reference executor accepts, nothing else
     ins = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
     outs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Output)]
     if len(ins) != 1 or len(outs) != 1:

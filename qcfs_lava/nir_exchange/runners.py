@@ -131,11 +131,20 @@ def run_nir_file(path: str | Path, x_uint8: np.ndarray, y: np.ndarray, steps: Se
         steps: the ``T`` values to score (one run of the largest).
         runner: one of :data:`RUNNERS`.
         checkpoint: compare with the float SNN of this checkpoint.
+
+    Raises:
+        NirError: the runner's outputs are not finite (absurd weights or thresholds).
     """
     steps = [int(t) for t in steps]
     t0 = time.perf_counter()
     out = runner_outputs(runner, path, x_uint8, max(steps))
     seconds = time.perf_counter() - t0
+    if not np.all(np.isfinite(out)):
+        from qcfs_lava.errors import NirError
+
+        raise NirError(f"{path}: the {runner} runner's outputs overflow (inf or NaN); the "
+                       "network's weights or thresholds are absurd: the file is damaged or was "
+                       "not written by qcfs-lava")
     ref = None if checkpoint is None else _float_snn_outputs(checkpoint, x_uint8, max(steps))
     rows: dict[int, dict[str, Any]] = {}
     for t in steps:

@@ -35,10 +35,10 @@ from torch import nn
 
 from qcfs_lava.errors import NirError
 from qcfs_lava.geometry import pair
+from qcfs_lava.nir_exchange.executor import check_graph
 from qcfs_lava.nir_exchange.importer import SumPool2d
 from qcfs_lava.nir_exchange.semantics import (
     INSTALL_HINT,
-    graph_semantics,
     neuron_semantics,
     read_nir,
     require_nir,
@@ -131,7 +131,7 @@ def snntorch_module(graph, *, dtype: torch.dtype = torch.float32) -> nn.Module:
     nir = require_nir()
     nirtorch = _import("nirtorch")
     graph = _graph(graph)
-    graph_semantics(graph)
+    check_graph(graph)  # only graphs the reference executor accepts
     _check_neurons(graph)
     node_map = {
         nir.IF: _snntorch_if,
@@ -164,7 +164,7 @@ def run_snntorch(graph, x: torch.Tensor, steps: int | None = None, *,
         ``(steps, N, classes)`` array.
     """
     graph = _graph(graph)
-    t = graph_semantics(graph).resolve_steps(steps)
+    t = check_graph(graph).resolve_steps(steps)
     module = snntorch_module(graph, dtype=dtype)
     neurons = [m for m in module.modules() if isinstance(m, SnntorchIF)]
     x = torch.as_tensor(x).to(dtype)
@@ -211,7 +211,7 @@ def sinabs_module(graph, steps: int | None = None) -> nn.Module:
     from sinabs.nir import _import_sinabs_module
 
     graph = _graph(graph)
-    t = graph_semantics(graph).resolve_steps(steps)
+    t = check_graph(graph).resolve_steps(steps)  # only graphs the reference executor accepts
     _check_neurons(graph)
 
     def sinabs_layer(node):
@@ -239,7 +239,7 @@ def run_sinabs(graph, x: torch.Tensor, steps: int | None = None, *,
         ``(steps, N, classes)`` array.
     """
     graph = _graph(graph)
-    t = graph_semantics(graph).resolve_steps(steps)
+    t = check_graph(graph).resolve_steps(steps)
     module = sinabs_module(graph, t)
     from sinabs.layers import StatefulLayer
 

@@ -110,7 +110,7 @@ class _FakeRay(types.ModuleType):
             return Task
         return wrap
 
-    def wait(self, refs, num_returns=1):
+    def wait(self, refs, num_returns=1, timeout=None):
         return refs[:num_returns], refs[num_returns:]
 
     def get(self, ref):

@@ -1,4 +1,4 @@
-"""Fuzzing the readers: seeded random damage of NetX files and checkpoints.
+"""Fuzzing the readers: seeded random damage of NetX, NIR and npz files and checkpoints.
 
 Every damaged file must end in the reader's typed error or read back identical to what was
 written: never a traceback, never a silently different network, never a crash. The cases are
@@ -20,8 +20,14 @@ from netfuzz import (
     IDENTICAL,
     checkpoint_outcome,
     craft_hdf5,
+    craft_netx_metadata,
+    craft_nir,
+    craft_npz,
     damage_bytes,
     netx_outcome,
+    nir_outcome,
+    npz_outcome,
+    npz_sample,
 )
 from netgen import random_network
 
@@ -153,3 +159,109 @@ def test_byte_damage_of_a_checkpoint(small_checkpoint, tmp_path):
 
     counts = _run(cases(), lambda p: checkpoint_outcome(p, reference))
     assert counts[ERROR] > 100
+
+
+# --------------------------------------------------------------------------- npz datasets
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_byte_damage_of_an_npz_dataset(tmp_path, compressed):
+    from qcfs_lava.data import load_npz
+
+    path = npz_sample(tmp_path / "ds.npz", compressed)
+    reference = load_npz(path)
+    data = path.read_bytes()
+    rng = np.random.default_rng(17 + compressed)
+
+    def cases():
+        for i in range(120):
+            kind, damaged = damage_bytes(data, rng)
+            case = tmp_path / f"n{i}.npz"
+            case.write_bytes(damaged)
+            yield f"npz case {i} ({kind})", case
+
+    counts = _run(cases(), lambda p: npz_outcome(p, reference))
+    assert counts[ERROR] > 60
+
+
+def test_crafted_npz_members(tmp_path):
+    """Well-formed archives whose .npy members lie (shapes, dtypes, labels)."""
+    path = npz_sample(tmp_path / "ds.npz", False)
+    with np.load(path) as f:
+        x, y = f["x"], f["y"]
+    rng = np.random.default_rng(23)
+
+    def cases():
+        for i in range(150):
+            label, data = craft_npz(rng, x, y)
+            case = tmp_path / f"k{i}.npz"
+            case.write_bytes(data)
+            yield f"crafted npz {i} ({label})", case
+
+    counts = _run(cases(), lambda p: npz_outcome(p, None))
+    assert counts[ERROR] == 150
+
+
+# --------------------------------------------------------------------------- NIR files
+
+
+@pytest.fixture(scope="module")
+def nir_file(tmp_path_factory):
+    pytest.importorskip("nir", reason="the NIR fuzz cases need the [nir] extra")
+    from qcfs_lava.nir_exchange.export import export_checkpoint
+    from qcfs_lava.nir_exchange.semantics import read_nir
+
+    path = tmp_path_factory.mktemp("nirfuzz") / "digits.nir"
+    export_checkpoint(Path(__file__).resolve().parents[1] / "netx_exports" / "digits-cnn.pt",
+                      path, steps=4)
+    return read_nir(path), path
+
+
+def test_byte_damage_of_a_nir_file(nir_file, tmp_path):
+    graph, path = nir_file
+    data = path.read_bytes()
+    rng = np.random.default_rng(31)
+
+    def cases():
+        for i in range(80):
+            kind, damaged = damage_bytes(data, rng)
+            case = tmp_path / f"r{i}.nir"
+            case.write_bytes(damaged)
+            yield f"nir case {i} ({kind})", case
+
+    counts = _run(cases(), lambda p: nir_outcome(p, graph))
+    assert counts[ERROR] > 60
+
+
+def test_crafted_nir_metadata_and_nodes(nir_file, tmp_path):
+    """A valid file (digest and all) whose metadata, node parameters or wiring are wrong."""
+    from qcfs_lava.nir_exchange.semantics import write_nir
+
+    graph, _ = nir_file
+    rng = np.random.default_rng(37)
+
+    def cases():
+        for i in range(100):
+            label, crafted = craft_nir(graph, rng)
+            case = tmp_path / f"q{i}.nir"
+            write_nir(crafted, case)
+            yield f"crafted nir {i} ({label})", case
+
+    counts = _run(cases(), lambda p: nir_outcome(p, graph))
+    assert counts[ERROR] == 100
+
+
+def test_crafted_netx_metadata(tmp_path):
+    """NetX files with a consistent checksum whose recorded metadata is ill-typed."""
+    net = read_netx(Path(__file__).resolve().parents[1] / "netx_exports" / "digits-cnn.net")
+    rng = np.random.default_rng(41)
+
+    def cases():
+        for i in range(40):
+            label, crafted = craft_netx_metadata(net, rng)
+            case = tmp_path / f"m{i}.net"
+            write_netx(crafted, case)
+            yield f"netx metadata {i} ({label})", case
+
+    counts = _run(cases(), lambda p: netx_outcome(p, net))
+    assert counts[ERROR] == 40

@@ -57,7 +57,8 @@ def measure_resources(
 
     Raises:
         AnalysisError: a count below 1, or ``check_pools`` without ``samples``.
-        DatasetError: no dataset given or recorded, or its files missing.
+        DatasetError: no dataset given or recorded, its files missing, or a label beyond
+            the network's classes.
     """
     check_run_options(samples, steps)
     check_spike_kind(net, chip)  # before any run
@@ -65,11 +66,12 @@ def measure_resources(
         if check_pools:
             raise AnalysisError("--check-pools needs a run: pass --samples N")
         return ResourceRunResult(map_resources(net, chip, constants=constants))
-    from qcfs_lava.data import load_test_samples
+    from qcfs_lava.data import check_label_range, load_test_samples
     from qcfs_lava.emulator import emulate
 
     steps = steps or int(net.metadata.get("steps", DEFAULT_STEPS))
-    x, y, _ = load_test_samples(dataset or net.metadata.get("dataset"), data_root, samples)
+    x, y, split = load_test_samples(dataset or net.metadata.get("dataset"), data_root, samples)
+    check_label_range(split, net.num_classes)
     res = emulate(net, x, steps, labels=y, record="spikes" if check_pools else "counts",
                   batch_size=batch_size, progress=progress)
     counts = res.neuron_counts if res.neuron_counts is not None else tuple(
