@@ -212,7 +212,7 @@ def nir_file(tmp_path_factory):
     from qcfs_lava.nir_exchange.semantics import read_nir
 
     path = tmp_path_factory.mktemp("nirfuzz") / "digits.nir"
-    export_checkpoint(Path(__file__).resolve().parents[1] / "netx_exports" / "digits-cnn.pt",
+    export_checkpoint(Path(__file__).resolve().parents[2] / "netx_exports" / "digits-cnn.pt",
                       path, steps=4)
     return read_nir(path), path
 
@@ -253,7 +253,7 @@ def test_crafted_nir_metadata_and_nodes(nir_file, tmp_path):
 
 def test_crafted_netx_metadata(tmp_path):
     """NetX files with a consistent checksum whose recorded metadata is ill-typed."""
-    net = read_netx(Path(__file__).resolve().parents[1] / "netx_exports" / "digits-cnn.net")
+    net = read_netx(Path(__file__).resolve().parents[2] / "netx_exports" / "digits-cnn.net")
     rng = np.random.default_rng(41)
 
     def cases():
