@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_ray import FakeRay
 
 pytest.importorskip("lava", reason="lava-nc is not installed")
 
@@ -73,52 +73,6 @@ def test_cli_rejects_bad_workers(capsys):
     assert "--workers must be >= 1" in out.err + out.out
 
 
-class _Ref:
-    """Hashable, like Ray's ObjectRef."""
-
-
-class _FakeRay(types.ModuleType):
-    """Just enough of Ray's API to run shards in this process, in order."""
-
-    def __init__(self):
-        super().__init__("ray")
-        self._up = False
-
-    def is_initialized(self):
-        return self._up
-
-    def init(self, **kwargs):
-        self._up = True
-
-    def shutdown(self):
-        self._up = False
-
-    def put(self, value):
-        return value
-
-    def remote(self, **kwargs):
-        def wrap(fn):
-            class Task:
-                @staticmethod
-                def remote(*args):
-                    ref = _Ref()
-                    try:
-                        ref.status, ref.value = "ok", fn(*args)
-                    except Exception as exc:  # noqa: BLE001 - as Ray stores it
-                        ref.status, ref.value = "error", exc
-                    return ref
-            return Task
-        return wrap
-
-    def wait(self, refs, num_returns=1, timeout=None):
-        return refs[:num_returns], refs[num_returns:]
-
-    def get(self, ref):
-        if ref.status == "error":
-            raise ref.value
-        return ref.value
-
-
 def test_a_failing_shard_is_reported_with_its_range_and_others_are_kept(monkeypatch):
     net = _tiny_net()
     x = np.random.default_rng(1).integers(0, 256, (6, 5), dtype=np.uint8)
@@ -128,7 +82,7 @@ def test_a_failing_shard_is_reported_with_its_range_and_others_are_kept(monkeypa
             raise RuntimeError("node lost")
         return emulate(net, xs, steps, record=record)
 
-    monkeypatch.setitem(sys.modules, "ray", _FakeRay())
+    monkeypatch.setitem(sys.modules, "ray", FakeRay())
     monkeypatch.setattr(shards, "_run_shard", run_shard)
     with pytest.raises(ShardFailedError, match=r"samples 2\.\.3: RuntimeError: node lost") as info:
         shards.simulate_sharded(net, x, 3, workers=3, record="counts")

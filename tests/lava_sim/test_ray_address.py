@@ -15,11 +15,11 @@ import socket
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_ray import FakeRay
 
 from qcfs_lava.cli import main
 from qcfs_lava.emulator import emulate
@@ -165,52 +165,11 @@ def test_ctrl_c_ends_a_hanging_connection_within_2_s(silent_port):
     assert answered < 2.0, f"Ctrl-C was answered after {answered:.1f} s"
 
 
-class _Ref:
-    """Hashable, like Ray's ObjectRef."""
-
-
-class _FakeRay(types.ModuleType):
-    """Enough of Ray's API to run shards in this process."""
-
-    def __init__(self):
-        super().__init__("ray")
-        self._up = False
-
-    def is_initialized(self):
-        return self._up
-
-    def init(self, **kwargs):
-        self._up = True
-
-    def shutdown(self):
-        self._up = False
-
-    def put(self, value):
-        return value
-
-    def remote(self, **kwargs):
-        def wrap(fn):
-            class Task:
-                @staticmethod
-                def remote(*args):
-                    ref = _Ref()
-                    ref.value = fn(*args)
-                    return ref
-            return Task
-        return wrap
-
-    def wait(self, refs, num_returns=1, timeout=None):
-        return refs[:num_returns], refs[num_returns:]
-
-    def get(self, ref):
-        return ref.value
-
-
 @pytest.mark.parametrize("progress_mode", ["off", "lines", "bars"])
 def test_sharded_progress_follows_the_setting(monkeypatch, capsys, progress_mode):
     net = read_netx(EXAMPLE)
     x = np.random.default_rng(0).integers(0, 256, (4, 1, 8, 8), dtype=np.uint8)
-    monkeypatch.setitem(sys.modules, "ray", _FakeRay())
+    monkeypatch.setitem(sys.modules, "ray", FakeRay())
     monkeypatch.setattr(shards, "_run_shard",
                         lambda net, xs, steps, record, config, *digest: emulate(
                             net, xs, steps, record=record))
