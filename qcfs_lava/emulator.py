@@ -392,6 +392,213 @@ def _exact_matmul():
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
+@dataclass
+class _RunRecord:
+    """What a run returns, as whole-run numpy arrays filled batch by batch."""
+
+    potentials: np.ndarray
+    spike_counts: np.ndarray
+    saturations: np.ndarray
+    neuron_counts: list[np.ndarray] | None  # per neuron, when recorded
+    neuron_payloads: list[np.ndarray] | None  # graded networks with per-neuron records
+    payload_counts: np.ndarray | None  # graded networks: payload sums per sample and layer
+    spikes: list[np.ndarray] | None  # full trains, when recorded
+    digests: np.ndarray | None
+
+    @classmethod
+    def allocate(cls, net: IntegerNetwork, n: int, steps: int, record: RecordMode,
+                 digests: bool) -> _RunRecord:
+        hidden = net.layers[:-1]
+        neuron_counts = ([np.zeros((n, *lay.shape), dtype=np.int32) for lay in hidden]
+                         if record is not RecordMode.TOTAL else None)
+        graded = net.graded
+        return cls(
+            potentials=np.zeros((n, net.num_classes), dtype=np.int64),
+            spike_counts=np.zeros((n, len(hidden)), dtype=np.int64),
+            saturations=np.zeros((n, len(net.layers)), dtype=np.int64),
+            neuron_counts=neuron_counts,
+            neuron_payloads=([np.zeros((n, *lay.shape), dtype=np.int64) for lay in hidden]
+                             if graded and neuron_counts is not None else None),
+            payload_counts=np.zeros((n, len(hidden)), dtype=np.int64) if graded else None,
+            spikes=([np.zeros((n, steps, *lay.shape), dtype=spike_dtype(lay.payload))
+                     for lay in hidden] if record is RecordMode.SPIKES else None),
+            digests=np.zeros((n, len(hidden)), dtype=np.uint64) if digests else None,
+        )
+
+    def result(self, net: IntegerNetwork, steps: int, labels, digest_key) -> SpikeRunResult:
+        def frozen(arrays):
+            return tuple(arrays) if arrays is not None else None
+
+        return SpikeRunResult(
+            steps=steps,
+            layer_names=tuple(lay.name for lay in net.layers),
+            potentials=self.potentials,
+            predictions=argmax_first(self.potentials),
+            spike_counts=self.spike_counts,
+            neuron_counts=frozen(self.neuron_counts),
+            spikes=frozen(self.spikes),
+            digests=self.digests,
+            digest_key=digest_key,
+            saturations=self.saturations,
+            labels=labels,
+            backend="emulator",
+            payload_counts=self.payload_counts,
+            neuron_payloads=frozen(self.neuron_payloads),
+        )
+
+
+@dataclass
+class _Batch:
+    """The state of one batch of samples ``lo..hi`` on the device while it runs."""
+
+    lo: int
+    hi: int
+    fixed: list[torch.Tensor]  # per layer: the input's synaptic sums (the same every step)
+    drive: list[torch.Tensor | None]  # layers fed by the input only: their whole drive
+    v: list[torch.Tensor]  # membranes
+    spike_buf: list[torch.Tensor]  # a step's spikes as float32, written in place
+    counts: list[torch.Tensor] | None  # per-neuron counts, when recorded
+    payload_sums: list[torch.Tensor] | None  # graded: payloads summed per neuron
+    payload_totals: torch.Tensor | None  # graded networks: payloads per sample and layer
+    totals: torch.Tensor  # spikes per sample and layer
+    sat: torch.Tensor  # saturations per sample and layer
+    limb_sums: torch.Tensor | None  # digests as sums of 16-bit limbs
+
+    @classmethod
+    def start(cls, net: IntegerNetwork, layers: list[_CompiledLayer], x: np.ndarray,
+              lo: int, hi: int, rec: _RunRecord, device: torch.device) -> _Batch:
+        xb = torch.as_tensor(x[lo:hi], device=device).to(torch.float32)
+        b = hi - lo
+        hidden = net.layers[:-1]
+        # Synaptic sums from the input are the same every step: computed once, and for a
+        # layer fed only by the input its whole drive a + bias is computed once.
+        fixed = [sum((syn(xb).to(torch.float64) for syn in cl.synapses if syn.source == INPUT),
+                     start=torch.zeros((), dtype=torch.float64, device=device))
+                 for cl in layers]
+        # float32 too: |drive| <= 2**25 + 2**18, and v + drive is exact whenever it lies
+        # in the state range (beyond it, rounding keeps it beyond, on the same side)
+        drive = [(_shift(fixed[li], cl.mult, cl.e, cl.ranges.drive_limit) + cl.bias)
+                 .to(torch.float32) if cl.input_only else None
+                 for li, cl in enumerate(layers)]
+
+        def per_neuron(dtype, wanted):
+            return ([torch.zeros((b, *lay.shape), dtype=dtype, device=device) for lay in hidden]
+                    if wanted else None)
+
+        return cls(
+            lo=lo, hi=hi, fixed=fixed, drive=drive,
+            v=[torch.full((b, *lay.shape), lay.v_init, device=device,
+                          dtype=torch.float32 if cl.float32 or cl.input_only else torch.int32)
+               for cl, lay in zip(layers, net.layers, strict=True)],
+            spike_buf=[torch.empty((b, *lay.shape), dtype=torch.float32, device=device)
+                       for lay in hidden],
+            # float32 counts are exact (counts <= T < 2**24); else per-sample totals (float64)
+            counts=per_neuron(torch.float32, rec.neuron_counts is not None),
+            payload_sums=per_neuron(torch.int64, rec.neuron_payloads is not None),
+            payload_totals=(torch.zeros((b, len(hidden)), dtype=torch.int64, device=device)
+                            if rec.payload_counts is not None else None),
+            totals=torch.zeros((b, len(hidden)), dtype=torch.float64, device=device),
+            sat=torch.zeros((b, len(net.layers)), dtype=torch.int64, device=device),
+            limb_sums=(torch.zeros((b, len(hidden), NUM_LIMBS), dtype=torch.float64,
+                                   device=device) if rec.digests is not None else None),
+        )
+
+    def record(self, li: int, t: int, sf: torch.Tensor, si: torch.Tensor | None,
+               sum_dtype: torch.dtype, rec: _RunRecord, limbs) -> None:
+        """Add layer ``li``'s spikes of step ``t``: ``sf`` as float32 (payloads on a graded
+        layer), ``si`` the int32 payloads of a graded layer (``None``: binary)."""
+        b = sf.shape[0]
+        sent = sf if si is None else si > 0
+        if self.counts is not None:
+            self.counts[li] += sent
+            if si is not None:
+                self.payload_sums[li] += si
+        else:  # float32 sums of 0/1 are exact below 2**24 neurons
+            self.totals[:, li] += sent.reshape(b, -1).sum(1, dtype=sum_dtype)
+        if self.payload_totals is not None:
+            self.payload_totals[:, li] += (
+                sf.reshape(b, -1).sum(1, dtype=torch.float64).to(torch.int64) if si is None
+                else si.reshape(b, -1).sum(1, dtype=torch.int64))
+        if rec.spikes is not None:
+            rec.spikes[li][self.lo:self.hi, t] = (sf.cpu().numpy() != 0 if si is None
+                                                  else si.cpu().numpy())
+        if self.limb_sums is not None:  # payload-weighted: sum K * s (mod 2**64)
+            self.limb_sums[:, li] += sf.reshape(b, -1).to(torch.float64) @ limbs[li][t]
+
+    def finish(self, net: IntegerNetwork, rec: _RunRecord) -> None:
+        """Copy the batch's results into the run's arrays."""
+        lo, hi, b = self.lo, self.hi, self.hi - self.lo
+        pot = (self.v[-1].to(torch.int64) - net.layers[-1].v_init).reshape(b, -1)
+        rec.potentials[lo:hi] = pot.cpu().numpy()
+        if self.counts is not None:
+            for li, c in enumerate(self.counts):
+                c = c.to(torch.int32)
+                self.totals[:, li] = c.reshape(b, -1).sum(1)
+                rec.neuron_counts[li][lo:hi] = c.cpu().numpy()
+        if self.payload_sums is not None:
+            for li, c in enumerate(self.payload_sums):
+                if net.layers[li].payload > 1:
+                    rec.neuron_payloads[li][lo:hi] = c.cpu().numpy()
+                else:  # binary: the payload sum is the spike count
+                    rec.neuron_payloads[li][lo:hi] = rec.neuron_counts[li][lo:hi]
+        rec.spike_counts[lo:hi] = self.totals.to(torch.int64).cpu().numpy()
+        if self.payload_totals is not None:
+            rec.payload_counts[lo:hi] = self.payload_totals.cpu().numpy()
+        rec.saturations[lo:hi] = self.sat.cpu().numpy()
+        if self.limb_sums is not None:
+            rec.digests[lo:hi] = join_limbs(self.limb_sums.cpu().numpy())
+
+
+def _membrane(cl: _CompiledLayer, v: torch.Tensor, fixed: torch.Tensor,
+              drive: torch.Tensor | None, out: list[torch.Tensor]) -> torch.Tensor:
+    """``v + a + bias``: the membrane after this step's input, before saturation."""
+    if cl.float32:
+        syn0, *rest = cl.synapses
+        vl = syn0(out[syn0.source])  # acc * 2**e + bias, exact
+        for syn in rest:
+            syn.add_to(vl, out[syn.source])
+        if cl.e < 0:
+            vl = vl.floor_()
+        vl += v
+        return vl
+    if cl.input_only:
+        return v + drive
+    acc = fixed
+    for syn in cl.synapses:
+        if syn.source != INPUT:
+            acc = acc + syn(out[syn.source])
+    return v + _shift(acc, cl.mult, cl.e, cl.ranges.drive_limit) + cl.bias
+
+
+def _saturate(vl: torch.Tensor, sat: torch.Tensor, ranges: hw.IntegerRanges) -> torch.Tensor:
+    """Clamp ``vl`` to the state range, adding the clamped neurons per sample to ``sat``."""
+    low, high = torch.aminmax(vl)
+    if low < ranges.state_min or high > ranges.state_max:
+        over = (vl > ranges.state_max) | (vl < ranges.state_min)
+        sat += over.reshape(vl.shape[0], -1).sum(1)
+        vl = vl.clamp_(ranges.state_min, ranges.state_max)
+    return vl
+
+
+def _fire(cl: _CompiledLayer, vl: torch.Tensor, buf: torch.Tensor):
+    """Threshold and reset by subtraction: ``(v, spikes as float32 in buf, int32 payloads of a
+    graded layer or None)``."""
+    v_th = cl.v_th
+    if cl.payload > 1:
+        # graded: s = min(P, max(0, floor(v / v_th))) in integers
+        vi = vl.to(torch.int32)  # exact: v holds integers in 24 bits
+        si = torch.div(vi, v_th, rounding_mode="floor").clamp_(0, cl.payload)
+        vi = vi.sub_(si, alpha=v_th)
+        vl = vi.to(vl.dtype) if vl.is_floating_point() else vi
+        return vl, buf.copy_(si), si  # float32 payloads, exact (P < 2**23)
+    sf = torch.ge(vl, v_th, out=buf)
+    if vl.is_floating_point():
+        vl = vl.sub_(sf, alpha=v_th)
+    else:
+        vl = vl.sub_(sf.to(torch.int32), alpha=v_th)
+    return vl, sf, None
+
+
 def emulate(
     net: IntegerNetwork,
     x: np.ndarray,
@@ -426,169 +633,35 @@ def emulate(
     """
     args = check_run_arguments(net, x, steps, labels=labels, record=record)
     x, steps, labels = args.x, args.steps, args.labels
-    record = args.record
     device = torch.device(device)
     layers = _compiled_network(net, device)
     # a saturation check only where the membrane can leave the state range within T steps
     check = [cl.may_saturate(lay.v_init, steps) for cl, lay in zip(layers, net.layers,
                                                                    strict=True)]
-    state_min, state_max = net.ranges.state_min, net.ranges.state_max
-    hidden = net.layers[:-1]
-    sum_dtype = [torch.float32 if lay.num_neurons < FLOAT32_EXACT else torch.float64
-                 for lay in hidden]
+    sum_dtype = [torch.float64 if lay.payload > 1 or lay.num_neurons >= FLOAT32_EXACT
+                 else torch.float32 for lay in net.layers[:-1]]
     n = x.shape[0]
-    potentials = np.zeros((n, net.num_classes), dtype=np.int64)
-    spike_counts = np.zeros((n, len(hidden)), dtype=np.int64)
-    saturations = np.zeros((n, len(net.layers)), dtype=np.int64)
-    graded = net.graded
-    neuron_counts = ([np.zeros((n, *lay.shape), dtype=np.int32) for lay in hidden]
-                     if record is not RecordMode.TOTAL else None)
-    neuron_payloads = ([np.zeros((n, *lay.shape), dtype=np.int64) for lay in hidden]
-                       if graded and neuron_counts is not None else None)
-    payload_counts = np.zeros((n, len(hidden)), dtype=np.int64) if graded else None
-    spikes = ([np.zeros((n, steps, *lay.shape), dtype=spike_dtype(lay.payload))
-               for lay in hidden] if record is RecordMode.SPIKES else None)
+    rec = _RunRecord.allocate(net, n, steps, args.record, digest_key is not None)
     # digest words split into 16-bit limbs: a step's spikes times the limbs is exact in float64
     limbs = ([torch.as_tensor(key_limbs(digest_keys(digest_key, li, steps, lay.num_neurons)),
-                              device=device) for li, lay in enumerate(hidden)]
+                              device=device) for li, lay in enumerate(net.layers[:-1])]
              if digest_key is not None else None)
-    digests = np.zeros((n, len(hidden)), dtype=np.uint64) if limbs is not None else None
     batches = range(0, n, batch_size)
     steps_bar = counter(len(batches) * steps, desc="emulate", unit="step", enabled=progress)
     with torch.no_grad(), _exact_matmul(), steps_bar:
         for lo in batches:
-            hi = min(lo + batch_size, n)
-            xb = torch.as_tensor(x[lo:hi], device=device).to(torch.float32)
-            b = hi - lo
-            # Synaptic sums from the input are the same every step: computed once, and for a
-            # layer fed only by the input its whole drive a + bias is computed once.
-            fixed = [
-                sum((syn(xb).to(torch.float64) for syn in cl.synapses if syn.source == INPUT),
-                    start=torch.zeros((), dtype=torch.float64, device=device))
-                for cl in layers
-            ]
-            # float32 too: |drive| <= 2**25 + 2**18, and v + drive is exact whenever it lies
-            # in the state range (beyond it, rounding keeps it beyond, on the same side)
-            drive = [(_shift(fixed[li], cl.mult, cl.e, cl.ranges.drive_limit) + cl.bias)
-                     .to(torch.float32)
-                     if cl.input_only else None for li, cl in enumerate(layers)]
-            v = [torch.full((b, *lay.shape), lay.v_init, device=device,
-                            dtype=torch.float32 if cl.float32 or cl.input_only
-                            else torch.int32)
-                 for cl, lay in zip(layers, net.layers, strict=True)]
-            # spikes of a step as float32 0/1, written in place by the threshold comparison
-            spike_buf = [torch.empty((b, *lay.shape), dtype=torch.float32, device=device)
-                         for lay in hidden]
-            # per-neuron counts only when recorded (float32: exact, counts <= T < 2**24),
-            # else per-sample totals (float64: exact)
-            counts = ([torch.zeros((b, *lay.shape), dtype=torch.float32, device=device)
-                       for lay in hidden] if neuron_counts is not None else None)
-            # graded layers: payloads summed per neuron (int64) and per sample
-            payload_sums = ([torch.zeros((b, *lay.shape), dtype=torch.int64, device=device)
-                             for lay in hidden] if neuron_payloads is not None else None)
-            payload_totals = torch.zeros((b, len(hidden)), dtype=torch.int64, device=device)
-            totals = torch.zeros((b, len(hidden)), dtype=torch.float64, device=device)
-            sat = torch.zeros((b, len(net.layers)), dtype=torch.int64, device=device)
-            limb_sums = (torch.zeros((b, len(hidden), NUM_LIMBS), dtype=torch.float64,
-                                     device=device) if limbs is not None else None)
+            st = _Batch.start(net, layers, x, lo, min(lo + batch_size, n), rec, device)
             for t in range(steps):
                 out: list[torch.Tensor] = []
                 for li, cl in enumerate(layers):
-                    if cl.float32:
-                        syn0, *rest = cl.synapses
-                        vl = syn0(out[syn0.source])  # acc * 2**e + bias, exact
-                        for syn in rest:
-                            syn.add_to(vl, out[syn.source])
-                        if cl.e < 0:
-                            vl = vl.floor_()
-                        vl += v[li]
-                    elif cl.input_only:
-                        vl = v[li] + drive[li]
-                    else:
-                        acc = fixed[li]
-                        for syn in cl.synapses:
-                            if syn.source != INPUT:
-                                acc = acc + syn(out[syn.source])
-                        vl = v[li] + _shift(acc, cl.mult, cl.e, cl.ranges.drive_limit) + cl.bias
+                    vl = _membrane(cl, st.v[li], st.fixed[li], st.drive[li], out)
                     if check[li]:
-                        low, high = torch.aminmax(vl)
-                        if low < state_min or high > state_max:
-                            over = (vl > state_max) | (vl < state_min)
-                            sat[:, li] += over.reshape(b, -1).sum(1)
-                            vl = vl.clamp_(state_min, state_max)
-                    v_th = cl.v_th
-                    if v_th is not None and cl.payload > 1:
-                        # graded: s = min(P, max(0, floor(v / v_th))) in integers
-                        vi = vl.to(torch.int32)  # exact: v holds integers in 24 bits
-                        si = torch.div(vi, v_th, rounding_mode="floor").clamp_(0, cl.payload)
-                        vi = vi.sub_(si, alpha=v_th)
-                        vl = vi.to(vl.dtype) if vl.is_floating_point() else vi
-                        sf = spike_buf[li].copy_(si)  # float32 payloads, exact (P < 2**23)
-                        sent = si > 0
-                        if counts is not None:
-                            counts[li] += sent
-                            payload_sums[li] += si
-                        else:
-                            totals[:, li] += sent.reshape(b, -1).sum(1, dtype=torch.float64)
-                        payload_totals[:, li] += si.reshape(b, -1).sum(1, dtype=torch.int64)
-                        if spikes is not None:
-                            spikes[li][lo:hi, t] = si.cpu().numpy()
-                        if limb_sums is not None:  # payload-weighted: sum K * s (mod 2**64)
-                            limb_sums[:, li] += sf.reshape(b, -1).to(torch.float64) @ limbs[li][t]
+                        vl = _saturate(vl, st.sat[:, li], cl.ranges)
+                    if cl.v_th is not None:
+                        vl, sf, si = _fire(cl, vl, st.spike_buf[li])
+                        st.record(li, t, sf, si, sum_dtype[li], rec, limbs)
                         out.append(sf)
-                    elif v_th is not None:
-                        sf = torch.ge(vl, v_th, out=spike_buf[li])
-                        if vl.is_floating_point():
-                            vl = vl.sub_(sf, alpha=v_th)
-                        else:
-                            vl = vl.sub_(sf.to(torch.int32), alpha=v_th)
-                        if counts is not None:
-                            counts[li] += sf
-                        else:
-                            # float32 sums of 0/1 are exact below 2**24 neurons
-                            totals[:, li] += sf.reshape(b, -1).sum(1, dtype=sum_dtype[li])
-                        if graded:
-                            payload_totals[:, li] += sf.reshape(b, -1).sum(
-                                1, dtype=torch.float64).to(torch.int64)
-                        if spikes is not None:
-                            spikes[li][lo:hi, t] = sf.cpu().numpy() != 0
-                        if limb_sums is not None:
-                            limb_sums[:, li] += sf.reshape(b, -1).to(torch.float64) @ limbs[li][t]
-                        out.append(sf)
-                    v[li] = vl
+                    st.v[li] = vl
                 steps_bar.update(1)
-            pot = (v[-1].to(torch.int64) - net.layers[-1].v_init).reshape(b, -1)
-            potentials[lo:hi] = pot.cpu().numpy()
-            if counts is not None:
-                for li, c in enumerate(counts):
-                    c = c.to(torch.int32)
-                    totals[:, li] = c.reshape(b, -1).sum(1)
-                    neuron_counts[li][lo:hi] = c.cpu().numpy()
-                if payload_sums is not None:
-                    for li, c in enumerate(payload_sums):
-                        if hidden[li].payload > 1:
-                            neuron_payloads[li][lo:hi] = c.cpu().numpy()
-                        else:  # binary: the payload sum is the spike count
-                            neuron_payloads[li][lo:hi] = neuron_counts[li][lo:hi]
-            spike_counts[lo:hi] = totals.to(torch.int64).cpu().numpy()
-            if payload_counts is not None:
-                payload_counts[lo:hi] = payload_totals.cpu().numpy()
-            saturations[lo:hi] = sat.cpu().numpy()
-            if limb_sums is not None:
-                digests[lo:hi] = join_limbs(limb_sums.cpu().numpy())
-    return SpikeRunResult(
-        steps=steps,
-        layer_names=tuple(lay.name for lay in net.layers),
-        potentials=potentials,
-        predictions=argmax_first(potentials),
-        spike_counts=spike_counts,
-        neuron_counts=tuple(neuron_counts) if neuron_counts is not None else None,
-        spikes=tuple(spikes) if spikes is not None else None,
-        digests=digests,
-        digest_key=digest_key,
-        saturations=saturations,
-        labels=labels,
-        backend="emulator",
-        payload_counts=payload_counts,
-        neuron_payloads=tuple(neuron_payloads) if neuron_payloads is not None else None,
-    )
+            st.finish(net, rec)
+    return rec.result(net, steps, labels, digest_key)

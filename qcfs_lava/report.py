@@ -348,11 +348,18 @@ def _plots(out, steps, tb, ann_acc, relu_acc, float_snn, integer_snn, lava, coun
 
 def _markdown(data: dict, budget: ErrorBudget, ops: OpCounts, energy: EnergyEstimate,
               constants: EnergyConstants, qreport) -> str:
-    b = data["error_budget"]
     tb = data["config"]["budget_steps"]
-    acc = data["accuracy"]
+    lines = (_md_budget(data, budget, tb) + _md_accuracy(data, tb) + _md_operations(ops, tb)
+             + _md_energy(energy, constants, tb) + _md_breakdown(data, tb)
+             + _md_configuration(data, qreport))
+    return "\n".join(lines)
+
+
+def _md_budget(data: dict, budget: ErrorBudget, tb: int) -> list[str]:
+    """Title, the run in one line, and the error budget at ``T = tb``."""
+    b = data["error_budget"]
     ck = data["checkpoint"]
-    lines = [
+    return [
         f"# {data['title']}",
         "",
         f"Checkpoint `{ck['path']}` (sha256 `{ck['sha256'][:16]}...`), model `{ck['model']}`, "
@@ -369,7 +376,12 @@ def _markdown(data: dict, budget: ErrorBudget, ops: OpCounts, energy: EnergyEsti
         "",
         budget.format_markdown(tb),
     ]
-    lines += [
+
+
+def _md_accuracy(data: dict, tb: int) -> list[str]:
+    """Accuracy per class at ``T = tb`` and accuracy against T."""
+    acc = data["accuracy"]
+    lines = [
         "",
         f"## Accuracy per class (integer SNN, T = {tb})",
         "",
@@ -390,8 +402,13 @@ def _markdown(data: dict, budget: ErrorBudget, ops: OpCounts, energy: EnergyEsti
     for t in data["config"]["steps"]:
         lines.append(f"| {t} | {_pct(acc['float_snn'][str(t)])} | "
                      f"{_pct(acc['integer_snn'][str(t)])} | {data['saturations'][str(t)]} |")
+    return lines
+
+
+def _md_operations(ops: OpCounts, tb: int) -> list[str]:
+    """Spikes, SynOps and MACs per layer and sample."""
     n = max(ops.num_samples, 1)
-    lines += [
+    lines = [
         "",
         f"## Spikes and operations per sample (T = {tb})",
         "",
@@ -414,10 +431,16 @@ def _markdown(data: dict, budget: ErrorBudget, ops: OpCounts, energy: EnergyEsti
         f"{ops.per_sample('synops'):.0f} | {ops.per_sample('input_macs'):.0f} | "
         f"{ops.per_sample('ann_macs'):.0f} | |"
     )
-    lines += [
+    return lines + [
         "",
         "SynOps count each spike once per synapse it drives (exact fan-out, borders included); "
         "the first layer receives the graded image every step and is counted in MACs.",
+    ]
+
+
+def _md_energy(energy: EnergyEstimate, constants: EnergyConstants, tb: int) -> list[str]:
+    """The energy estimates and the constants they use."""
+    return [
         "",
         f"## Energy estimates per sample (T = {tb})",
         "",
@@ -432,6 +455,12 @@ def _markdown(data: dict, budget: ErrorBudget, ops: OpCounts, energy: EnergyEsti
         f"For orientation only: lava-dl's PilotNet SNN benchmark on one Loihi 2 chip reports "
         f"about {constants.loihi2_pilotnet_mj:g} mJ of dynamic energy per inference (a "
         "different network; Loihi 2 has no public per-operation table, so it is not modelled).",
+    ]
+
+
+def _md_breakdown(data: dict, tb: int) -> list[str]:
+    """The conversion error per layer, by bucket."""
+    lines = [
         "",
         f"## Conversion error per layer (float SNN vs QCFS ANN, T = {tb})",
         "",
@@ -454,7 +483,12 @@ def _markdown(data: dict, budget: ErrorBudget, ops: OpCounts, energy: EnergyEsti
             f"{row['total_error']:.4f} | {row['relu_clip_error']:.4f} | "
             f"{row['grid_error']:.4f} |"
         )
-    lines += [
+    return lines
+
+
+def _md_configuration(data: dict, qreport) -> list[str]:
+    """The quantization report and the run's configuration."""
+    return [
         "",
         "## Quantization (integer network)",
         "",
@@ -469,4 +503,3 @@ def _markdown(data: dict, budget: ErrorBudget, ops: OpCounts, energy: EnergyEsti
         "```",
         "",
     ]
-    return "\n".join(lines)

@@ -23,7 +23,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "safe_hdf5", "geometry"),
     1: ("model", "data"),
     2: ("checkpoint", "snn", "calibrate", "train", "finetune"),
-    3: ("network", "convert", "netx", "results", "digest"),
+    3: ("network", "convert", "netx", "netx_format", "results", "digest"),
     4: ("emulator", "lava_sim", "nir_exchange"),
     5: ("analysis",),
     6: ("pipeline", "report", "sweep", "demo"),

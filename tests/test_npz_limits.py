@@ -57,7 +57,7 @@ def test_a_shape_larger_than_the_member_is_refused(tmp_path):
 @pytest.mark.parametrize("member", ["x", "y"])
 def test_a_deflate_bomb_is_refused(tmp_path, monkeypatch, member):
     # the ratio rule applies above NPZ_RATIO_FREE_BYTES (64 MiB); shrunk here to keep it fast
-    monkeypatch.setattr(data, "NPZ_RATIO_FREE_BYTES", 1 << 20)
+    monkeypatch.setattr(data.npz, "NPZ_RATIO_FREE_BYTES", 1 << 20)
     n = 1 << 16
     x = np.zeros((n, 1, 8, 8), dtype=np.uint8)  # 4 MiB of zeros deflate to a few KiB
     y = np.zeros(n, dtype=np.int64)
@@ -193,7 +193,7 @@ def test_good_archives_still_read_identically(tmp_path):
 def test_stats_of_a_large_array_match_the_float_pass(monkeypatch):
     x = _images(64)
     small = data._stats(x)
-    monkeypatch.setattr(data, "_STATS_CHUNK_BYTES", 1000)
+    monkeypatch.setattr(data.split, "_STATS_CHUNK_BYTES", 1000)
     large = data._stats(x)
     np.testing.assert_allclose(small[0], large[0], rtol=1e-6)
     np.testing.assert_allclose(small[1], large[1], rtol=1e-5)
