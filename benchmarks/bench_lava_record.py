@@ -137,6 +137,7 @@ def main(argv=None) -> int:
     _, net = seeded_network(args.model)
     lo, hi, steps = args.samples_low, args.samples_high, args.steps
     x = cifar_images(hi)
+    load_start = os.getloadavg()
     configs = [c for c in args.configs.split(",") if c and c != "none"]
     slope: dict[str, float] = {}
     cpu_slope: dict[str, float] = {}
@@ -204,8 +205,8 @@ def main(argv=None) -> int:
         "hidden_neurons": int(sum(layer.num_neurons for layer in net.layers[:-1])),
         "steps": steps, "samples": [lo, hi], "repeats": args.repeats,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads "
-                   f"{torch.get_num_threads()}; shared with other jobs while measured "
-                   "(absolute times are noisy, ratios measured side by side)",
+                   f"{torch.get_num_threads()}",
+        "load_average_at_start": load_start,
         "load_average": os.getloadavg(),
         "s_per_step": slope,
         "cpu_s_per_step": cpu_slope,
