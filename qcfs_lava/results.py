@@ -235,29 +235,21 @@ def compare_results(a: SpikeRunResult, b: SpikeRunResult) -> list[Mismatch]:
             if len(bad):
                 out.append(Mismatch("spike-train digests", name, int(bad[0]),
                                     detail=f"{len(bad)} samples differ"))
-    if a.neuron_counts is not None and b.neuron_counts is not None:
-        for name, ca, cb in zip(hidden, a.neuron_counts, b.neuron_counts, strict=True):
-            if not np.array_equal(ca, cb):
-                n = int(np.argwhere((ca != cb).reshape(len(ca), -1).any(1))[0][0])
-                out.append(Mismatch("neuron spike counts", name, n))
-    if a.neuron_payloads is not None and b.neuron_payloads is not None:
-        for name, ca, cb in zip(hidden, a.neuron_payloads, b.neuron_payloads, strict=True):
-            if not np.array_equal(ca, cb):
-                n = int(np.argwhere((ca != cb).reshape(len(ca), -1).any(1))[0][0])
-                out.append(Mismatch("neuron payload sums", name, n))
-    if a.payload_counts is not None and b.payload_counts is not None:
-        for i, name in enumerate(hidden):
-            bad = np.flatnonzero(a.payload_counts[:, i] != b.payload_counts[:, i])
-            if len(bad):
-                out.append(Mismatch("payload counts", name, int(bad[0]),
-                                    detail=f"{a.payload_counts[bad[0], i]} vs "
-                                    f"{b.payload_counts[bad[0], i]}"))
-    for i, name in enumerate(hidden):
-        bad = np.flatnonzero(a.spike_counts[:, i] != b.spike_counts[:, i])
-        if len(bad):
-            out.append(Mismatch("spike counts", name, int(bad[0]),
-                                detail=f"{a.spike_counts[bad[0], i]} vs "
-                                f"{b.spike_counts[bad[0], i]}"))
+    for what, pa, pb in (("neuron spike counts", a.neuron_counts, b.neuron_counts),
+                         ("neuron payload sums", a.neuron_payloads, b.neuron_payloads)):
+        if pa is not None and pb is not None:
+            for name, ca, cb in zip(hidden, pa, pb, strict=True):
+                if not np.array_equal(ca, cb):
+                    n = int(np.argwhere((ca != cb).reshape(len(ca), -1).any(1))[0][0])
+                    out.append(Mismatch(what, name, n))
+    for what, ta, tb in (("payload counts", a.payload_counts, b.payload_counts),
+                         ("spike counts", a.spike_counts, b.spike_counts)):
+        if ta is not None and tb is not None:
+            for i, name in enumerate(hidden):
+                bad = np.flatnonzero(ta[:, i] != tb[:, i])
+                if len(bad):
+                    out.append(Mismatch(what, name, int(bad[0]),
+                                        detail=f"{ta[bad[0], i]} vs {tb[bad[0], i]}"))
     bad = np.flatnonzero((a.potentials != b.potentials).any(axis=1))
     if len(bad):
         out.append(Mismatch("output potentials", a.layer_names[-1], int(bad[0])))

@@ -55,7 +55,7 @@ def test_rejects_wrong_input_shape_and_values():
 def test_pool_folded_synapses_run_factored_and_exact():
     """Converted pool+conv / pool+linear synapses take the sum-pool path and stay exact."""
     import torch
-    from test_convert import small_cnn
+    from torch_nets import small_cnn
 
     from qcfs_lava.convert import convert
     from qcfs_lava.emulator import _compiled_network

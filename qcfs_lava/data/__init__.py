@@ -183,17 +183,23 @@ def find_data(relative: str | Path) -> Path | None:
     return None
 
 
+def _default_dir(env_var: str, folder: str) -> Path:
+    """``$env_var`` if set, else ``folder`` in the first folder of the data search path that
+    has it, else there in the first candidate (the error that follows names it)."""
+    env = os.environ.get(env_var)
+    if env:
+        return Path(env)
+    found = find_data(folder)
+    return found if found is not None else data_search_path()[0] / folder
+
+
 def default_mnist_dir() -> Path:
     """``$QCFS_LAVA_MNIST_DIR`` if set, else ``mnist/`` on the data search path.
 
     When no folder of the search path has ``mnist/``, the first candidate is returned (the
     error that follows names it).
     """
-    env = os.environ.get("QCFS_LAVA_MNIST_DIR")
-    if env:
-        return Path(env)
-    found = find_data("mnist")
-    return found if found is not None else data_search_path()[0] / "mnist"
+    return _default_dir("QCFS_LAVA_MNIST_DIR", "mnist")
 
 
 def _md5(path: Path) -> str:
@@ -275,11 +281,7 @@ def default_cifar10_subset_dir() -> Path:
     When no folder of the search path has it, the first candidate is returned (the error that
     follows names it).
     """
-    env = os.environ.get("QCFS_LAVA_CIFAR10_SUBSET_DIR")
-    if env:
-        return Path(env)
-    found = find_data("cifar10-subset")
-    return found if found is not None else data_search_path()[0] / "cifar10-subset"
+    return _default_dir("QCFS_LAVA_CIFAR10_SUBSET_DIR", "cifar10-subset")
 
 
 def _sha256(path: Path) -> str:

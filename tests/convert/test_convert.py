@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch_nets import randomize_bn as _randomize_bn
+from torch_nets import small_cnn
 
 from qcfs_lava import hardware as hw
 from qcfs_lava.convert import ConversionConfig, convert, fold
@@ -9,28 +11,6 @@ from qcfs_lava.emulator import emulate
 from qcfs_lava.errors import QuantizationError, UnsupportedLayerError
 from qcfs_lava.model.qcfs import QCFS
 from qcfs_lava.network import INPUT
-
-
-def _randomize_bn(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return model.eval()
-
-
-def small_cnn(levels=4, phi=0.5):
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), QCFS(levels, phi, 1.5),
-        nn.AvgPool2d(2),
-        nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), QCFS(levels, phi, 2.0),
-        nn.Dropout(0.0), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(6 * 2 * 2, 5),
-    )
-    return _randomize_bn(model)
 
 
 def run_folded(layers, x):
