@@ -14,7 +14,10 @@ measured on the same test images at each T:
   SynOps with our integer network's fan-out of the same layers (same architecture, same
   layer order); a peer whose layers do not line up gets no SynOps.
 
-Each row also carries its own ANN accuracy, so the table shows accuracy as a percent of it.
+Each row also carries its own ANN accuracy, so the table shows accuracy as a percent of it; a
+fine-tuned checkpoint (``finetune-snn`` wrote ``CKPT.json`` naming its source) is measured
+against the ANN of the checkpoint it was tuned from (``route_ann``), since the fine-tune trades
+its own ANN for the SNN.
 Writes JSON (``--out``), prints a Markdown table, and draws two plots next to the JSON:
 accuracy vs T per method, and accuracy vs SynOps per image.
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import platform
 import shlex
 import sys
@@ -71,9 +75,28 @@ def ours_row(name: str, path: str, x: np.ndarray, y: np.ndarray, steps: list[int
             ops.per_sample("synops")
         print(f"    {name} T={t}: {100 * acc[t]:.2f}%", flush=True)
     ann = evaluate_ann(model, normalize(x, ckpt.mean, ckpt.std), torch.as_tensor(y))
-    return {"method": f"qcfs-lava: {name}", "family": "ours", "simulation": "integer",
-            "checkpoint": path, "ann": ann, "accuracy": acc, "spikes": spikes,
-            "synops": synops, "seconds": time.perf_counter() - t0}
+    row = {"method": f"qcfs-lava: {name}", "family": "ours", "simulation": "integer",
+           "checkpoint": path, "ann": ann, "accuracy": acc, "spikes": spikes,
+           "synops": synops}
+    source = _fine_tuned_from(path)
+    if source is not None:  # the fine-tune trades its ANN: count against the route's ANN
+        base = load_checkpoint(source)
+        row["fine_tuned_from"] = source
+        row["route_ann"] = evaluate_ann(base.build_model(), normalize(x, base.mean, base.std),
+                                        torch.as_tensor(y))
+    row["seconds"] = time.perf_counter() - t0
+    return row
+
+
+def _fine_tuned_from(path: str) -> str | None:
+    """The checkpoint ``finetune-snn`` started from, read from ``PATH.json`` (None if not a
+    fine-tuned checkpoint or the source is gone)."""
+    sidecar = Path(f"{path}.json")
+    if not sidecar.is_file():
+        return None
+    info = json.loads(sidecar.read_text())
+    source = info.get("source") if info.get("command") == "finetune-snn" else None
+    return source if source and Path(source).is_file() else None
 
 
 def _spike_hooks(modules: list[nn.Module]) -> tuple[list[np.ndarray | None], list]:
@@ -179,8 +202,13 @@ def sinabs_rows(model, x_cal, x_test, y_test, steps, batch_size, relu_net) -> li
     return rows
 
 
+def _reference_ann(row: dict) -> float | None:
+    """The ANN a row is measured against: its own, or for a fine-tuned row the route's."""
+    return row.get("route_ann", row.get("ann"))
+
+
 def _percent(row: dict, t: int) -> str:
-    ann = row.get("ann")
+    ann = _reference_ann(row)
     return f"{100 * row['accuracy'][t] / ann:.0f}%" if ann else "-"
 
 
@@ -190,7 +218,7 @@ def table(result: dict) -> str:
             f"{steps[-1]}) | SynOps/img (T={steps[-1]}) |")
     lines = [head, "|---|---:|" + "---:|" * (len(steps) + 2)]
     for r in result["rows"]:
-        ann = r.get("ann")
+        ann = _reference_ann(r)
         cells = [f"{100 * r['accuracy'][t]:.1f} ({_percent(r, t)})" for t in steps]
         syn = r["synops"].get(steps[-1])
         lines.append(f"| {r['method']} | {'-' if ann is None else f'{100 * ann:.1f}'} | "
