@@ -89,14 +89,19 @@ def ours_row(name: str, path: str, x: np.ndarray, y: np.ndarray, steps: list[int
 
 
 def _fine_tuned_from(path: str) -> str | None:
-    """The checkpoint ``finetune-snn`` started from, read from ``PATH.json`` (None if not a
-    fine-tuned checkpoint or the source is gone)."""
-    sidecar = Path(f"{path}.json")
-    if not sidecar.is_file():
-        return None
-    info = json.loads(sidecar.read_text())
-    source = info.get("source") if info.get("command") == "finetune-snn" else None
-    return source if source and Path(source).is_file() else None
+    """The checkpoint a chain of ``finetune-snn`` runs started from, read from each
+    ``PATH.json`` (None if ``path`` is not a fine-tuned checkpoint or a source is gone)."""
+    source = None
+    for _ in range(16):  # a chain of fine-tunes: follow it to the trained network
+        sidecar = Path(f"{path}.json")
+        info = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        if info.get("command") != "finetune-snn":
+            return source
+        path = info.get("source")
+        if not path or not Path(path).is_file():
+            return None
+        source = path
+    return None
 
 
 def _spike_hooks(modules: list[nn.Module]) -> tuple[list[np.ndarray | None], list]:

@@ -14,7 +14,7 @@ from qcfs_lava.netx import read_netx
 from qcfs_lava.pipeline import convert_checkpoint
 
 EXPORTS = Path(__file__).resolve().parents[2] / "netx_exports"
-NAME = "resnet20-cifar10-subset-t2"
+NAME = "resnet20-cifar10-subset-t4"
 README = (EXPORTS / "README.md").read_text()
 SECTION = README[README.index(f"# Example export: `{NAME}`"):]
 SECTION = SECTION[: SECTION.find("\n# Example export", 1) if "\n# Example export" in SECTION[1:]
@@ -59,7 +59,7 @@ def test_emulate_reproduces_the_recorded_accuracy_at_t_1_2_4(tmp_path):
 def test_simulate_check_equals_the_emulator_on_20_images(capsys):
     from qcfs_lava.cli import main
 
-    code = main(["simulate", str(EXPORTS / f"{NAME}.net"), "--samples", "20", "--steps", "2",
+    code = main(["simulate", str(EXPORTS / f"{NAME}.net"), "--samples", "20", "--steps", "4",
                  "--dataset", IMAGES, "--check"])
     text = capsys.readouterr().out
     assert code == 0, text
@@ -68,8 +68,8 @@ def test_simulate_check_equals_the_emulator_on_20_images(capsys):
 
 def test_file_is_what_the_checkpoint_converts_to():
     net_file = read_netx(EXPORTS / f"{NAME}.net")
-    assert net_file.metadata["steps"] == 2 and net_file.metadata["dataset"] == "cifar10-subset"
-    net_ckpt, _, _ = convert_checkpoint(EXPORTS / f"{NAME}.pt", steps=2)
+    assert net_file.metadata["steps"] == 4 and net_file.metadata["dataset"] == "cifar10-subset"
+    net_ckpt, _, _ = convert_checkpoint(EXPORTS / f"{NAME}.pt", steps=4)
     for a, b in zip(net_file.layers, net_ckpt.layers, strict=True):
         assert a.vth_mant == b.vth_mant and a.weight_exp == b.weight_exp
         np.testing.assert_array_equal(a.bias_mant, b.bias_mant)
