@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from repo_files import needs_cifar10_subset
 
 from qcfs_lava import data
 from qcfs_lava.data import load_dataset, load_npz
@@ -125,8 +126,7 @@ def test_cifar10_subset_checks_sha256_and_says_where_it_looked(tmp_path, monkeyp
 
 
 def test_cifar10_subset_on_the_shared_file():
-    if not (data.default_cifar10_subset_dir() / data.CIFAR10_SUBSET_FILE).is_file():
-        pytest.skip("the shared cifar10-subset file is not in this workspace")
+    needs_cifar10_subset()
     split = load_dataset("cifar10-subset")
     assert split.x_train.shape == (3660, 3, 32, 32) and split.x_test.shape == (1000, 3, 32, 32)
     assert np.bincount(split.y_test).tolist() == [100] * 10

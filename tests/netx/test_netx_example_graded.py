@@ -5,24 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_files import EXPORTS, example_section, needs_cifar10_subset
 
-from qcfs_lava.data import CIFAR10_SUBSET_FILE, default_cifar10_subset_dir
 from qcfs_lava.netx import read_netx
 
-EXPORTS = Path(__file__).resolve().parents[2] / "netx_exports"
 NAME = "resnet20-cifar10-subset-graded4"
-README = (EXPORTS / "README.md").read_text()
-SECTION = README[README.index(f"# Example export: `{NAME}`"):]
-
-
-def _needs_data() -> None:
-    if not (default_cifar10_subset_dir() / CIFAR10_SUBSET_FILE).is_file():
-        pytest.skip("the cifar10-subset file is not in this workspace "
-                    "(set QCFS_LAVA_CIFAR10_SUBSET_DIR)")
+SECTION = example_section(NAME)
 
 
 def test_recorded_sha256_and_graded_neurons():
@@ -51,7 +42,7 @@ def test_file_is_what_the_checkpoint_converts_to_with_graded_spikes():
 
 
 def test_emulate_reproduces_the_recorded_accuracy(tmp_path):
-    _needs_data()
+    needs_cifar10_subset()
     from qcfs_lava.cli import main
 
     match = re.search(r"first (\d+) test images at T = (\d+): \*\*([\d.]+)%\*\*", SECTION)
@@ -68,7 +59,7 @@ def test_emulate_reproduces_the_recorded_accuracy(tmp_path):
 @pytest.mark.lava
 def test_simulate_check_equals_the_emulator_on_20_images(capsys):
     """Lava (graded Conv/Dense, 9 residual adds) equals the emulator, spike for spike."""
-    _needs_data()
+    needs_cifar10_subset()
     pytest.importorskip("lava", reason="lava-nc is not installed")
     from qcfs_lava.cli import main
 

@@ -5,20 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_files import EXPORTS, example_section
 
 from qcfs_lava.netx import read_netx
 from qcfs_lava.pipeline import convert_checkpoint
 
-EXPORTS = Path(__file__).resolve().parents[2] / "netx_exports"
 NAME = "resnet20-cifar10-subset-t4"
-README = (EXPORTS / "README.md").read_text()
-SECTION = README[README.index(f"# Example export: `{NAME}`"):]
-SECTION = SECTION[: SECTION.find("\n# Example export", 1) if "\n# Example export" in SECTION[1:]
-                  else len(SECTION)]
+SECTION = example_section(NAME)
 
 
 # the first 100 test images of the subset, committed beside the examples

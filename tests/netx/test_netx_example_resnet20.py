@@ -5,25 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_files import EXPORTS, example_section, needs_cifar10_subset
 
-from qcfs_lava.data import CIFAR10_SUBSET_FILE, default_cifar10_subset_dir
 from qcfs_lava.netx import read_netx
 from qcfs_lava.pipeline import convert_checkpoint
 
-EXPORTS = Path(__file__).resolve().parents[2] / "netx_exports"
 NAME = "resnet20-cifar10-subset"
-README = (EXPORTS / "README.md").read_text()
-SECTION = README[README.index(f"# Example export: `{NAME}`"):]
-
-
-def _needs_data() -> None:
-    if not (default_cifar10_subset_dir() / CIFAR10_SUBSET_FILE).is_file():
-        pytest.skip("the cifar10-subset file is not in this workspace "
-                    "(set QCFS_LAVA_CIFAR10_SUBSET_DIR)")
+SECTION = example_section(NAME)
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".net"])
@@ -55,7 +46,7 @@ def test_committed_test_images_are_the_subsets_first_100():
     digest = hashlib.sha256(TEST_IMAGES.read_bytes()).hexdigest()
     assert digest in SECTION
     assert TEST_IMAGES.stat().st_size < 400_000
-    _needs_data()
+    needs_cifar10_subset()
     from qcfs_lava.data import load_dataset, load_npz
 
     subset, ours = load_dataset("cifar10-subset"), load_npz(TEST_IMAGES)
