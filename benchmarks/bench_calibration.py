@@ -80,6 +80,24 @@ def integer_snn(model: nn.Module, ckpt, x: np.ndarray, y: np.ndarray, steps: lis
 
 
 @torch.no_grad()
+def installed_peers(spec: str, runners: dict, skipped: dict) -> list[tuple[str, object]]:
+    """``(peer, runner)`` for each peer named in the comma-separated ``spec`` that is installed,
+    in ``runners``' order; a peer that is not installed is recorded in ``skipped``."""
+    wanted = {s.strip() for s in spec.split(",") if s.strip()}
+    found = []
+    for peer, fn in runners.items():
+        if peer not in wanted:
+            continue
+        try:
+            __import__(peer)
+        except ImportError as exc:
+            skipped[peer] = f"not installed ({exc}); pip install qcfs-lava[bench]"
+            print(f"  {peer}: skipped, {skipped[peer]}")
+            continue
+        found.append((peer, fn))
+    return found
+
+
 def _cumulative(run_steps, x: torch.Tensor, y: torch.Tensor, steps: list[int],
                 batch_size: int) -> dict[int, float]:
     """Accuracy at each T of ``sum_{t<=T} output(t)`` for a stepwise simulator."""
@@ -285,17 +303,9 @@ def main() -> None:
                      "finetune": history, "seconds": time.perf_counter() - t0})
         print(f"  {name}: ANN {100 * rows[-1]['ann']:.2f} {_fmt(acc, steps)}", flush=True)
 
-    peers = [s.strip() for s in args.peers.split(",") if s.strip()]
     result["skipped"] = {}
-    for peer, fn in (("spikingjelly", spikingjelly_rows), ("sinabs", sinabs_rows)):
-        if peer not in peers:
-            continue
-        try:
-            __import__(peer)
-        except ImportError as exc:
-            result["skipped"][peer] = f"not installed ({exc}); pip install qcfs-lava[bench]"
-            print(f"  {peer}: skipped, {result['skipped'][peer]}")
-            continue
+    for _peer, fn in installed_peers(args.peers, {"spikingjelly": spikingjelly_rows,
+                                                 "sinabs": sinabs_rows}, result["skipped"]):
         rows += fn(relu, x_cal, x_test, y_test, steps, args.percentile, args.batch_size)
 
     _best(result)

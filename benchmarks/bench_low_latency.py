@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_calibration import _cumulative, _fold_bn  # noqa: E402
+from bench_calibration import _cumulative, _fold_bn, installed_peers  # noqa: E402
 
 from qcfs_lava.analysis.counts import count_ops, fan_out  # noqa: E402
 from qcfs_lava.calibrate import calibration_subset  # noqa: E402
@@ -309,15 +309,8 @@ def main() -> None:
     structure = calibrate(relu, x_cal[:64], CalibrationConfig(samples=64)).model
     relu_net, _ = convert(structure, tuple(relu_ckpt.input_shape), mean, std)
     relu_ann = evaluate_ann(relu, x_test, y_test)
-    peers = [s.strip() for s in args.peers.split(",") if s.strip()]
-    for peer, fn in (("spikingjelly", spikingjelly_row), ("sinabs", sinabs_rows)):
-        if peer not in peers:
-            continue
-        try:
-            __import__(peer)
-        except ImportError as exc:
-            result["skipped"][peer] = f"not installed ({exc}); pip install qcfs-lava[bench]"
-            continue
+    for peer, fn in installed_peers(args.peers, {"spikingjelly": spikingjelly_row,
+                                                 "sinabs": sinabs_rows}, result["skipped"]):
         rows = fn(relu, x_cal, x_test, y_test, args.steps, args.batch_size, relu_net)
         for row in rows if isinstance(rows, list) else [rows]:
             row["ann"] = relu_ann
