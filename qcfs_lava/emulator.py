@@ -467,7 +467,8 @@ class _Batch:
     @classmethod
     def start(cls, net: IntegerNetwork, layers: list[_CompiledLayer], x: np.ndarray,
               lo: int, hi: int, rec: _RunRecord, device: torch.device) -> _Batch:
-        xb = torch.tensor(x[lo:hi], dtype=torch.float32, device=device)  # a copy: x may be read-only
+        # a copy: x may be read-only
+        xb = torch.tensor(x[lo:hi], dtype=torch.float32, device=device)
         b = hi - lo
         hidden = net.layers[:-1]
         # Synaptic sums from the input are the same every step: computed once, and for a

@@ -1,4 +1,4 @@
-"""A full disk is an error with exit code 2, never a crash or a lost file (issue 26: 6, 15).
+"""A full disk is an error with exit code 2, never a crash or a lost file.
 
 HDF5 files (NetX, NIR) and checkpoints are built in memory and written with plain ``os.write``
 calls, so the operating system's ``ENOSPC`` arrives as an ``OSError``. Two ways to fill a disk:

@@ -1,4 +1,4 @@
-"""No numpy RuntimeWarning around results (issue 26: defect 20).
+"""No numpy RuntimeWarning around results.
 
 Absurd but finite parameters (weights of 1e308) used to run with overflow and invalid-value
 warnings and print garbage accuracies; now the reference executor and ``run-nir`` refuse them

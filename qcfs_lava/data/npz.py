@@ -8,6 +8,7 @@ bytes of header cannot ask for terabytes, nor a small compressed member expand a
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,18 @@ NPZ_MAX_MEMBERS = 64
 NPZ_MAX_CLASSES = 1 << 16
 
 
-def _npz_headers(archive, path: Path, what: str) -> dict[str, tuple]:
+@dataclass(frozen=True)
+class NpzLimits:
+    """The limits an archive's ``.npy`` headers are checked against before anything is
+    decompressed in bulk (defaults: the module constants above)."""
+
+    max_array_bytes: int = NPZ_MAX_ARRAY_BYTES
+    max_ratio: int = NPZ_MAX_RATIO
+    ratio_free_bytes: int = NPZ_RATIO_FREE_BYTES
+    max_members: int = NPZ_MAX_MEMBERS
+
+
+def _npz_headers(archive, path: Path, what: str, limits: NpzLimits) -> dict[str, tuple]:
     """``{key: (info, shape, dtype, fortran, header_length)}`` of every member, from the
     ``.npy`` headers alone; every declared size is checked against the archive's real one
     and against the limits before anything is decompressed in bulk."""
@@ -34,9 +46,9 @@ def _npz_headers(archive, path: Path, what: str) -> dict[str, tuple]:
 
     file_size = path.stat().st_size
     infos = archive.infolist()
-    if len(infos) > NPZ_MAX_MEMBERS:
+    if len(infos) > limits.max_members:
         raise DatasetError(f"{what}: {path} holds {len(infos)} members (at most "
-                           f"{NPZ_MAX_MEMBERS}); save only x, y and optionally x_test, y_test, "
+                           f"{limits.max_members}); save only x, y and optionally x_test, y_test, "
                            "class_names")
     out = {}
     for info in infos:
@@ -68,21 +80,21 @@ def _npz_headers(archive, path: Path, what: str) -> dict[str, tuple]:
                                f"({dtype}), which are never loaded; save numbers or strings")
         count = math.prod(int(n) for n in shape)
         nbytes = count * dtype.itemsize
-        if nbytes > NPZ_MAX_ARRAY_BYTES:
+        if nbytes > limits.max_array_bytes:
             raise DatasetError(
                 f"{what}: {path}: array {name[:-4]!r} declares shape {tuple(shape)} "
                 f"({nbytes / 2**30:.3g} GiB), above the limit of "
-                f"{NPZ_MAX_ARRAY_BYTES / 2**30:.0f} GiB per array; use a smaller dataset")
+                f"{limits.max_array_bytes / 2**30:.0f} GiB per array; use a smaller dataset")
         if info.file_size != header_length + nbytes:
             raise DatasetError(
                 f"{what}: {path}: array {name[:-4]!r} declares shape {tuple(shape)} of "
                 f"{dtype} ({nbytes} bytes) but its member holds {info.file_size - header_length}"
                 " bytes: the file is damaged; save it again")
-        if (info.compress_type != zipfile.ZIP_STORED and nbytes > NPZ_RATIO_FREE_BYTES
-                and info.file_size > NPZ_MAX_RATIO * max(info.compress_size, 1)):
+        if (info.compress_type != zipfile.ZIP_STORED and nbytes > limits.ratio_free_bytes
+                and info.file_size > limits.max_ratio * max(info.compress_size, 1)):
             raise DatasetError(
                 f"{what}: {path}: array {name[:-4]!r} would expand from {info.compress_size} "
-                f"to {info.file_size} bytes (more than {NPZ_MAX_RATIO}x): refused as a "
+                f"to {info.file_size} bytes (more than {limits.max_ratio}x): refused as a "
                 "decompression bomb; save it with numpy.savez (uncompressed)")
         out[name[:-4]] = (info, tuple(int(n) for n in shape), dtype, fortran, header_length)
     return out
@@ -101,8 +113,8 @@ def _npz_array(archive, entry: tuple) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def _read_npz(path: Path, what: str, labels: tuple[tuple[str, str], ...] = ()
-              ) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, what: str, labels: tuple[tuple[str, str], ...] = (),
+              limits: NpzLimits = NpzLimits()) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` archive, read within the limits above.
 
     Args:
@@ -111,6 +123,7 @@ def _read_npz(path: Path, what: str, labels: tuple[tuple[str, str], ...] = ()
         labels: ``(labels_key, images_key)`` pairs: each labels array is read and checked
             (:func:`_labels`) against the number of images its images array declares before
             any images are decompressed.
+        limits: the header limits (:class:`NpzLimits`).
 
     Raises:
         DatasetError: missing file, not a zip archive, a damaged member (CRC, deflate,
@@ -131,7 +144,7 @@ def _read_npz(path: Path, what: str, labels: tuple[tuple[str, str], ...] = ()
                     else "not a zip archive (damaged or not .npz)")
             raise DatasetError(f"{what}: cannot read {path}: it is {kind}; {fix}")
         with zipfile.ZipFile(path) as archive:
-            headers = _npz_headers(archive, path, what)
+            headers = _npz_headers(archive, path, what, limits)
             out: dict[str, np.ndarray] = {}
             for y_key, x_key in labels:
                 if y_key in headers and x_key in headers:
@@ -200,7 +213,8 @@ def _labels(y: np.ndarray, n: int, key: str, what: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float = 0.2) -> DataSplit:
+def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float = 0.2,
+             limits: NpzLimits = NpzLimits()) -> DataSplit:
     """A user's own images from an ``.npz`` file.
 
     Arrays: ``x`` (uint8 images, ``(N, C, H, W)``, ``(N, H, W, C)`` with 1 or 3 channels, or
@@ -215,6 +229,8 @@ def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float 
         path: the ``.npz`` file.
         name: the dataset name to record (default ``"npz:<path>"``).
         test_fraction: share of each class held out when the file has no ``x_test``.
+        limits: the header limits (:class:`NpzLimits`); the defaults guard against
+            archives that declare or expand to huge arrays.
 
     Raises:
         DatasetError: missing or unreadable file, missing arrays, wrong dtype/shape, labels out
@@ -223,7 +239,7 @@ def load_npz(path: str | Path, *, name: str | None = None, test_fraction: float 
     """
     path = Path(path).absolute()  # recorded absolute: later commands may run elsewhere
     name = name or f"{NPZ_PREFIX}{path}"
-    arrays = _read_npz(path, name, labels=(("y", "x"), ("y_test", "x_test")))
+    arrays = _read_npz(path, name, labels=(("y", "x"), ("y_test", "x_test")), limits=limits)
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise DatasetError(f"{name}: {path} lacks the array(s) {', '.join(missing)} (it has "

@@ -84,13 +84,13 @@ def normalize(x_uint8: np.ndarray | torch.Tensor, split_or_mean, std=None) -> to
 _STATS_CHUNK_BYTES = 64 << 20
 
 
-def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _stats(x: np.ndarray, chunk_bytes: int = _STATS_CHUNK_BYTES) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std of ``x / 255``.
 
     Up to 64 MiB of images in one float64 pass; above that, in chunks from exact integer sums,
     so that no float64 copy of a large array (8 bytes per pixel) is ever made.
     """
-    if x.nbytes <= _STATS_CHUNK_BYTES:
+    if x.nbytes <= chunk_bytes:
         xf = x.astype(np.float64) / 255.0
         mean = xf.mean(axis=(0, 2, 3))
         std = xf.std(axis=(0, 2, 3))
@@ -98,7 +98,7 @@ def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     channels = x.shape[1]
     total = np.zeros(channels, dtype=np.uint64)
     squares = np.zeros(channels, dtype=np.uint64)
-    step = max(1, (_STATS_CHUNK_BYTES // 8) // max(1, x[0].size))
+    step = max(1, (chunk_bytes // 8) // max(1, x[0].size))
     for i in range(0, len(x), step):
         chunk = x[i:i + step].astype(np.uint64)
         total += chunk.sum(axis=(0, 2, 3))

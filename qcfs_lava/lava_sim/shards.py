@@ -127,8 +127,8 @@ _FIX = ("check --address (a Ray head's host:port, ray://host:10001 or auto) and 
         "local Ray instance")
 
 
-def _check_address(address: str) -> None:
-    """A typed error at once unless a Ray cluster answers at ``address``.
+def _check_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """A typed error at once unless a Ray cluster answers at ``address`` within ``timeout_s``.
 
     ``auto`` is looked up the way Ray looks it up (``RAY_ADDRESS``, then the cluster started
     on this machine); ``ray://host:port`` (Ray Client) needs ``pip install "ray[client]"``. A
@@ -165,7 +165,7 @@ def _check_address(address: str) -> None:
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise LavaSimulationError(f"--address {address}: expected host:port; {fix}")
-    problem = _answers_grpc(host.strip("[]"), int(port), RAY_CONNECT_TIMEOUT_S)
+    problem = _answers_grpc(host.strip("[]"), int(port), timeout_s)
     if problem:
         raise LavaSimulationError(f"--address {address}: no Ray cluster answers at "
                                   f"{host}:{port} ({problem}); {fix}")

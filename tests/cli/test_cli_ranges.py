@@ -1,4 +1,4 @@
-"""Argument ranges checked where they are parsed (issue 26: defects 17 and 18).
+"""Argument ranges checked where they are parsed.
 
 A value no reader would accept later (levels above LEVELS_MAX, a NaN or out-of-range phi, a
 recorded T above STEPS_MAX) or no run can use (a batch size below 1) is a usage error, exit 2,

@@ -1,4 +1,4 @@
-"""One output-path rule for every command that writes (issue 26: defects 1-5 and 19).
+"""One output-path rule for every command that writes.
 
 The rule, applied before any work: the path is resolved (``..``, symbolic links) and compared
 with every input of the command (network, checkpoint, dataset file, NIR file); an input is never

@@ -1,5 +1,4 @@
-"""NIR and NetX metadata are typed and range-checked; runners accept the same graphs
-(issue 26: defects 9, 10, 13, 14).
+"""NIR and NetX metadata are typed and range-checked; runners accept the same graphs.
 
 Every value is checked with the NetX reader's rules (:mod:`qcfs_lava.validate`): a string or
 NaN where a number belongs, steps 2.7, a missing ``v_init``, a bias of the wrong length, Conv
