@@ -125,11 +125,10 @@ def test_geometry_helpers():
         walk.adaptive_pool_kernel("p", nn.AdaptiveAvgPool2d(3), 8, 6)
 
 
-# module-level helpers of the walk, each defined once in the package; the Lava Conv process
-# model keeps its own pair because lava executes that file outside the package's imports
+# module-level helpers of the walk, each defined once in the package
 _WALKER_HELPERS = {"pair", "_pair", "is_block", "_is_block", "leaves", "_leaves", "_flat",
                    "fold_batchnorm", "_fold_bn", "adaptive_pool_kernel", "conv_output_shape"}
-_ALLOWED = {("qcfs_lava/lava_sim/procs/conv.py", "_pair")}
+_ALLOWED: set[tuple[str, str]] = set()
 
 
 def test_each_walker_helper_is_defined_once():

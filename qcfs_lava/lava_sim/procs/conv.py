@@ -42,6 +42,8 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.conv.models import AbstractPyConvModel
 from lava.proc.conv.process import Conv
 
+from qcfs_lava.geometry import pair
+
 #: float32 sums of integers are exact while every partial sum stays below this magnitude.
 FLOAT32_EXACT = 1 << 24
 #: float64 sums of integers are exact while every partial sum stays below this magnitude.
@@ -76,13 +78,6 @@ def exact_float_dtype(bound: int) -> type | None:
     return None
 
 
-def _pair(value) -> tuple[int, int]:
-    if np.isscalar(value):
-        return int(value), int(value)
-    value = [int(v) for v in np.asarray(value).reshape(-1)]
-    return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
-
-
 class ConvGeometry(NamedTuple):
     """A Lava ``Conv``'s geometry as Python ints, ``(x, y)`` pairs.
 
@@ -98,8 +93,8 @@ class ConvGeometry(NamedTuple):
     @classmethod
     def from_params(cls, params) -> ConvGeometry:
         """From a ``Conv`` process's parameters (the constructor arguments, full ints)."""
-        return cls(_pair(params.get("stride", 1)), _pair(params.get("padding", 0)),
-                   _pair(params.get("dilation", 1)), int(params.get("groups", 1)))
+        return cls(pair(params.get("stride", 1)), pair(params.get("padding", 0)),
+                   pair(params.get("dilation", 1)), int(params.get("groups", 1)))
 
 
 class ConvPlan:
@@ -193,7 +188,7 @@ def conv_lava_int(x: np.ndarray, weight: np.ndarray, stride, padding, dilation,
     """
     x = np.asarray(x, dtype=np.int64)
     w = np.asarray(weight, dtype=np.int64)[:, ::-1, ::-1, :]  # true convolution: flip
-    (sx, sy), (px, py), (dx, dy) = (_pair(a) for a in (stride, padding, dilation))
+    (sx, sy), (px, py), (dx, dy) = (pair(a) for a in (stride, padding, dilation))
     cout, kx, ky, cg = w.shape
     g = int(groups)
     xp = np.pad(x, ((px, px), (py, py), (0, 0)))
