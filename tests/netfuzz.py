@@ -56,6 +56,17 @@ def damage_bytes(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
     return kind, BYTE_DAMAGE[kind](data, rng)
 
 
+def damaged_copies(data: bytes, rng: np.random.Generator, count: int, folder, file_name: str,
+                   label: str):
+    """``(description, path)`` of ``count`` randomly damaged copies of ``data``, each written
+    to ``folder / file_name.format(i)`` when the consumer asks for it."""
+    for i in range(count):
+        kind, damaged = damage_bytes(data, rng)
+        case = Path(folder) / file_name.format(i)
+        case.write_bytes(damaged)
+        yield f"{label} {i} ({kind})", case
+
+
 # --------------------------------------------------------------------------- crafted HDF5
 
 

@@ -23,7 +23,7 @@ from netfuzz import (
     craft_netx_metadata,
     craft_nir,
     craft_npz,
-    damage_bytes,
+    damaged_copies,
     netx_outcome,
     nir_outcome,
     npz_outcome,
@@ -65,15 +65,8 @@ def test_byte_damage_of_a_net_file(small_net, tmp_path):
     net, path = small_net
     data = path.read_bytes()
     rng = np.random.default_rng(2024)
-
-    def cases():
-        for i in range(300):
-            kind, damaged = damage_bytes(data, rng)
-            case = tmp_path / f"c{i}.net"
-            case.write_bytes(damaged)
-            yield f"case {i} ({kind})", case
-
-    counts = _run(cases(), lambda p: netx_outcome(p, net))
+    cases = damaged_copies(data, rng, 300, tmp_path, "c{}.net", "case")
+    counts = _run(cases, lambda p: netx_outcome(p, net))
     assert counts[ERROR] > 250  # the digest refuses nearly every change
 
 
@@ -120,15 +113,8 @@ def test_byte_damage_of_a_format1_file():
     data = FORMAT1.read_bytes()
     rng = np.random.default_rng(3)
     with tempfile.TemporaryDirectory() as tmp:
-
-        def cases():
-            for i in range(15):
-                kind, damaged = damage_bytes(data, rng)
-                case = Path(tmp) / f"o{i}.net"
-                case.write_bytes(damaged)
-                yield f"format-1 case {i} ({kind})", case
-
-        _run(cases(), lambda p: netx_outcome(p, ref))
+        cases = damaged_copies(data, rng, 15, Path(tmp), "o{}.net", "format-1 case")
+        _run(cases, lambda p: netx_outcome(p, ref))
 
 
 @pytest.fixture(scope="module")
@@ -149,15 +135,8 @@ def test_byte_damage_of_a_checkpoint(small_checkpoint, tmp_path):
     reference, path = small_checkpoint
     data = path.read_bytes()
     rng = np.random.default_rng(99)
-
-    def cases():
-        for i in range(150):
-            kind, damaged = damage_bytes(data, rng)
-            case = tmp_path / f"c{i}.pt"
-            case.write_bytes(damaged)
-            yield f"checkpoint case {i} ({kind})", case
-
-    counts = _run(cases(), lambda p: checkpoint_outcome(p, reference))
+    cases = damaged_copies(data, rng, 150, tmp_path, "c{}.pt", "checkpoint case")
+    counts = _run(cases, lambda p: checkpoint_outcome(p, reference))
     assert counts[ERROR] > 100
 
 
@@ -172,15 +151,8 @@ def test_byte_damage_of_an_npz_dataset(tmp_path, compressed):
     reference = load_npz(path)
     data = path.read_bytes()
     rng = np.random.default_rng(17 + compressed)
-
-    def cases():
-        for i in range(120):
-            kind, damaged = damage_bytes(data, rng)
-            case = tmp_path / f"n{i}.npz"
-            case.write_bytes(damaged)
-            yield f"npz case {i} ({kind})", case
-
-    counts = _run(cases(), lambda p: npz_outcome(p, reference))
+    cases = damaged_copies(data, rng, 120, tmp_path, "n{}.npz", "npz case")
+    counts = _run(cases, lambda p: npz_outcome(p, reference))
     assert counts[ERROR] > 60
 
 
@@ -221,15 +193,8 @@ def test_byte_damage_of_a_nir_file(nir_file, tmp_path):
     graph, path = nir_file
     data = path.read_bytes()
     rng = np.random.default_rng(31)
-
-    def cases():
-        for i in range(80):
-            kind, damaged = damage_bytes(data, rng)
-            case = tmp_path / f"r{i}.nir"
-            case.write_bytes(damaged)
-            yield f"nir case {i} ({kind})", case
-
-    counts = _run(cases(), lambda p: nir_outcome(p, graph))
+    cases = damaged_copies(data, rng, 80, tmp_path, "r{}.nir", "nir case")
+    counts = _run(cases, lambda p: nir_outcome(p, graph))
     assert counts[ERROR] > 60
 
 
