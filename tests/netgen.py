@@ -120,3 +120,19 @@ def reference_run(net: IntegerNetwork, x: np.ndarray, steps: int):
                 v[li] = vl
         pots[k] = (v[-1] - net.layers[-1].v_init).reshape(-1)
     return pots, trains
+
+
+def conv_taps(syn: Synapse, out_shape):
+    """Every ``(c_out, oy, ox, iy, ix)`` of a conv synapse: output neuron and the input
+    position each kernel tap reads (possibly outside the input, in the padding); a plain loop,
+    the reference the fast counts are checked against."""
+    c_out, h_out, w_out = out_shape
+    kh, kw = syn.weight.shape[2:]
+    for co in range(c_out):
+        for oy in range(h_out):
+            for ox in range(w_out):
+                for ky in range(kh):
+                    for kx in range(kw):
+                        yield (co, oy, ox,
+                               oy * syn.stride[0] - syn.padding[0] + ky * syn.dilation[0],
+                               ox * syn.stride[1] - syn.padding[1] + kx * syn.dilation[1])

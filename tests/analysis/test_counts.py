@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from netgen import conv_taps
 
 from qcfs_lava.analysis.counts import count_ops, fan_out, synapse_fan_out
 from qcfs_lava.errors import AnalysisError
@@ -56,24 +57,14 @@ def _result(net: IntegerNetwork, steps: int, n: int, counts=None, spikes=None) -
 
 def _brute_conv_synops(syn: Synapse, counts: np.ndarray, out_shape) -> int:
     """Loop over every input spike and every output neuron it reaches."""
-    c_out, cin_g, kh, kw = syn.weight.shape
+    c_out, cin_g = syn.weight.shape[:2]
     cout_g = c_out // syn.groups
-    _, h_out, w_out = out_shape
+    taps = list(conv_taps(syn, out_shape))
     total = 0
     for n, c, y, x in zip(*np.nonzero(counts), strict=True):
         g = c // cin_g
-        reached = 0
-        for co in range(c_out):
-            if co // cout_g != g:  # another group: not connected
-                continue
-            for oy in range(h_out):
-                for ox in range(w_out):
-                    for ky in range(kh):
-                        for kx in range(kw):
-                            iy = oy * syn.stride[0] - syn.padding[0] + ky * syn.dilation[0]
-                            ix = ox * syn.stride[1] - syn.padding[1] + kx * syn.dilation[1]
-                            if iy == y and ix == x:
-                                reached += 1
+        reached = sum(1 for co, _, _, iy, ix in taps
+                      if co // cout_g == g and iy == y and ix == x)  # same group only
         total += int(counts[n, c, y, x]) * reached
     return total
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from netgen import conv_taps
 
 from qcfs_lava import hardware as hw
 from qcfs_lava.analysis.counts import count_ops, synapse_fan_out
@@ -40,20 +41,12 @@ def _w(shape, lo=-3, hi=4) -> np.ndarray:
 
 def _brute_fan_in(syn: Synapse, in_shape, out_shape) -> np.ndarray:
     """Fan-in by looping over every output neuron and kernel tap."""
-    c_out, h_out, w_out = out_shape
     _, h_in, w_in = in_shape
-    kh, kw = syn.kernel_size
     cig = syn.weight.shape[1]
     out = np.zeros(out_shape, dtype=np.int64)
-    for c in range(c_out):
-        for oy in range(h_out):
-            for ox in range(w_out):
-                for ky in range(kh):
-                    for kx in range(kw):
-                        iy = oy * syn.stride[0] - syn.padding[0] + ky * syn.dilation[0]
-                        ix = ox * syn.stride[1] - syn.padding[1] + kx * syn.dilation[1]
-                        if 0 <= iy < h_in and 0 <= ix < w_in:
-                            out[c, oy, ox] += cig
+    for c, oy, ox, iy, ix in conv_taps(syn, out_shape):
+        if 0 <= iy < h_in and 0 <= ix < w_in:
+            out[c, oy, ox] += cig
     return out
 
 
